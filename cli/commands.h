@@ -1,0 +1,16 @@
+// The dkimrotor subcommands. Each takes the arguments after its name and returns the exit
+// status: 0 done, 1 failed (the reason on stderr), 2 bad usage.
+#pragma once
+
+#include <span>
+#include <string_view>
+
+namespace dkimrotor::cli {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;
+inline constexpr int kExitUsage = 2;
+
+int RunSign(std::span<char*> args);
+
+}  // namespace dkimrotor::cli

@@ -1,0 +1,73 @@
+#include "signer/header_selector.h"
+
+#include <algorithm>
+#include <unordered_map>
+
+#include "signer/internal/text.h"
+
+namespace dkimrotor::signer {
+
+HeaderPolicy HeaderPolicy::Default() {
+  HeaderPolicy p;
+  p.sign = {"from",        "reply-to",   "subject",      "date",
+            "to",          "cc",         "resent-*",     "in-reply-to",
+            "references",  "message-id", "mime-version", "content-type",
+            "content-transfer-encoding", "list-id",      "list-*"};
+  p.oversign = {"from", "subject", "date", "to", "cc", "reply-to", "message-id"};
+  return p;
+}
+
+HeaderSelector::HeaderSelector(HeaderPolicy policy) : policy_(std::move(policy)) {
+  for (auto* list : {&policy_.sign, &policy_.oversign})
+    for (auto& name : *list) name = internal::LowerAscii(name);
+}
+
+bool HeaderSelector::Matches(std::string_view key) const {
+  for (const auto& pattern : policy_.sign) {
+    if (!pattern.empty() && pattern.back() == '*') {
+      std::string_view prefix(pattern.data(), pattern.size() - 1);
+      if (key.size() > prefix.size() && key.substr(0, prefix.size()) == prefix) return true;
+    } else if (key == pattern) {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::vector<std::string> HeaderSelector::SelectNames(const std::vector<HeaderField>& fields) const {
+  std::vector<std::string> names;
+  std::unordered_map<std::string, int> counts;
+  bool has_from = false;
+  for (const auto& f : fields) {
+    std::string key = FieldKey(f.name);
+    if (key == "from") has_from = true;
+    if (key == "from" || Matches(key)) {
+      ++counts[key];
+      names.push_back(std::move(key));
+    }
+  }
+  if (!has_from) names.insert(names.begin(), "from");
+  for (const auto& name : policy_.oversign) {
+    if (name.empty() || name.back() == '*') continue;  // a pattern cannot be oversigned
+    names.push_back(name);
+  }
+  return names;
+}
+
+std::vector<const HeaderField*> CollectSignedFields(const std::vector<HeaderField>& fields,
+                                                    const std::vector<std::string>& names) {
+  // For each key, the indexes of its instances still unused, the last one at the back.
+  std::unordered_map<std::string, std::vector<size_t>> remaining;
+  for (size_t i = 0; i < fields.size(); ++i) remaining[FieldKey(fields[i].name)].push_back(i);
+  std::vector<const HeaderField*> out;
+  out.reserve(names.size());
+  for (const auto& name : names) {
+    auto it = remaining.find(internal::LowerAscii(internal::TrimFws(name)));
+    if (it == remaining.end() || it->second.empty()) continue;
+    out.push_back(&fields[it->second.back()]);
+    it->second.pop_back();
+  }
+  return out;
+}
+
+}  // namespace dkimrotor::signer

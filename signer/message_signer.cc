@@ -1,0 +1,81 @@
+#include "signer/message_signer.h"
+
+#include "signer/signature_header.h"
+#include "util/base64.h"
+
+namespace dkimrotor::signer {
+
+void AppendHeaderHashInput(Canon mode, const std::vector<HeaderField>& fields,
+                           const std::vector<std::string>& names, std::string_view signature_name,
+                           std::string_view signature_value_without_b, std::string* out) {
+  for (const HeaderField* f : CollectSignedFields(fields, names))
+    AppendCanonicalHeader(mode, f->name, f->value, out);
+  AppendCanonicalHeader(mode, signature_name, signature_value_without_b, out);
+  out->resize(out->size() - 2);  // the signature field is hashed without its CRLF
+}
+
+MessageSigner::MessageSigner(std::vector<std::shared_ptr<const SigningKey>> keys,
+                             const HeaderSelector* selector, MessageOptions options)
+    : keys_(std::move(keys)), selector_(selector), options_(options) {}
+
+void MessageSigner::AddHeader(std::string_view name, std::string_view value) {
+  fields_.push_back(HeaderField{std::string(name), std::string(value)});
+}
+
+util::Status MessageSigner::EndOfHeaders() {
+  headers_done_ = true;
+  int from = 0;
+  for (const auto& f : fields_)
+    if (FieldKey(f.name) == "from") ++from;
+  if (from == 0) return util::Err(util::ErrorCode::kInvalidArgument, "no From header");
+  if (from > 1)
+    return util::Err(util::ErrorCode::kInvalidArgument, std::to_string(from) + " From headers");
+  if (keys_.empty()) return util::Err(util::ErrorCode::kInvalidArgument, "no signing key");
+  for (const auto& k : keys_) HasherFor(k->canonicalization().body);
+  return util::Ok();
+}
+
+BodyHasher& MessageSigner::HasherFor(Canon mode) {
+  auto& slot = hashers_[static_cast<int>(mode)];
+  if (!slot) slot = std::make_unique<BodyHasher>(mode);
+  return *slot;
+}
+
+void MessageSigner::AddBody(std::string_view chunk) {
+  for (auto& h : hashers_)
+    if (h) h->Update(chunk);
+}
+
+util::Result<std::vector<std::string>> MessageSigner::Finish() {
+  if (!headers_done_) RETURN_IF_ERROR(EndOfHeaders());
+  std::string body_hash[2];
+  for (int i = 0; i < 2; ++i)
+    if (hashers_[i]) body_hash[i] = util::Base64Encode(internal::AsBytes(hashers_[i]->Finish()));
+
+  const std::vector<std::string> names = selector_->SelectNames(fields_);
+  std::vector<std::string> out;
+  out.reserve(keys_.size());
+  std::string input;
+  for (const auto& key : keys_) {
+    const Canonicalization& canon = key->canonicalization();
+    SignatureHeaderWriter::Tags tags;
+    tags.algorithm = AlgorithmName(key->algorithm());
+    tags.canonicalization = FormatCanonicalization(canon);
+    tags.domain = key->domain();
+    tags.selector = key->selector();
+    tags.timestamp = options_.timestamp;
+    if (options_.timestamp && options_.lifetime) tags.expiration = *options_.timestamp + *options_.lifetime;
+    tags.headers = names;
+    tags.body_hash = body_hash[static_cast<int>(canon.body)];
+    SignatureHeaderWriter writer(tags);
+
+    input.clear();
+    AppendHeaderHashInput(canon.header, fields_, names, kDkimSignatureName, writer.unsigned_value(),
+                          &input);
+    ASSIGN_OR_RETURN(std::string signature, key->key().Sign(internal::Sha256(input)));
+    out.push_back(writer.Complete(util::Base64Encode(signature)));
+  }
+  return out;
+}
+
+}  // namespace dkimrotor::signer

@@ -1,0 +1,77 @@
+#include "util/file.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace dkimrotor::util {
+namespace {
+
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+Unexpected IoError(const std::string& what, const std::string& path, int err) {
+  return Err(ErrorCode::kIo, what + " " + path + ": " + std::strerror(err));
+}
+
+Result<std::string> ReadAll(const Fd& fd, const std::string& path) {
+  std::string out;
+  char buf[65536];
+  while (true) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return IoError("cannot read", path, errno);
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::string> ReadFile(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return IoError("cannot open", path, errno);
+  return ReadAll(fd, path);
+}
+
+Result<std::string> ReadSecretFile(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (fd.get() < 0) {
+    if (errno == ELOOP)
+      return Err(ErrorCode::kInvalidArgument,
+                 "key file " + path + " is a symbolic link: point the setting at the file itself");
+    return IoError("cannot open key file", path, errno);
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return IoError("cannot stat key file", path, errno);
+  if (!S_ISREG(st.st_mode))
+    return Err(ErrorCode::kInvalidArgument, "key file " + path + " is not a regular file");
+  if ((st.st_mode & 077) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return Err(ErrorCode::kInvalidArgument,
+               "key file " + path + " is accessible by group or others (mode " + mode +
+                   "): chmod 0600 it, and replace the key if others may have read it");
+  }
+  return ReadAll(fd, path);
+}
+
+}  // namespace dkimrotor::util
