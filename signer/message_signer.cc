@@ -10,7 +10,12 @@ void AppendHeaderHashInput(Canon mode, const std::vector<HeaderField>& fields,
                            std::string_view signature_value_without_b, std::string* out) {
   for (const HeaderField* f : CollectSignedFields(fields, names))
     AppendCanonicalHeader(mode, f->name, f->value, out);
-  AppendCanonicalHeader(mode, signature_name, signature_value_without_b, out);
+  AppendSignatureField(mode, signature_name, signature_value_without_b, out);
+}
+
+void AppendSignatureField(Canon mode, std::string_view name, std::string_view value_without_b,
+                          std::string* out) {
+  AppendCanonicalHeader(mode, name, value_without_b, out);
   out->resize(out->size() - 2);  // the signature field is hashed without its CRLF
 }
 
@@ -53,6 +58,10 @@ util::Result<std::vector<std::string>> MessageSigner::Finish() {
     if (hashers_[i]) body_hash[i] = util::Base64Encode(internal::AsBytes(hashers_[i]->Finish()));
 
   const std::vector<std::string> names = selector_->SelectNames(fields_);
+  const std::vector<const HeaderField*> signed_fields = CollectSignedFields(fields_, names);
+  // The canonical signed fields are the same for every key with the same header algorithm.
+  std::string canonical_fields[2];
+  bool have_canonical[2] = {false, false};
   std::vector<std::string> out;
   out.reserve(keys_.size());
   std::string input;
@@ -69,11 +78,19 @@ util::Result<std::vector<std::string>> MessageSigner::Finish() {
     tags.body_hash = body_hash[static_cast<int>(canon.body)];
     SignatureHeaderWriter writer(tags);
 
-    input.clear();
-    AppendHeaderHashInput(canon.header, fields_, names, kDkimSignatureName, writer.unsigned_value(),
-                          &input);
-    ASSIGN_OR_RETURN(std::string signature, key->key().Sign(internal::Sha256(input)));
-    out.push_back(writer.Complete(util::Base64Encode(signature)));
+    const int h = static_cast<int>(canon.header);
+    if (!have_canonical[h]) {
+      for (const HeaderField* f : signed_fields)
+        AppendCanonicalHeader(canon.header, f->name, f->value, &canonical_fields[h]);
+      have_canonical[h] = true;
+    }
+    input = canonical_fields[h];
+    AppendSignatureField(canon.header, kDkimSignatureName, writer.unsigned_value(), &input);
+    auto signature = key->key().Sign(internal::Sha256(input));
+    if (!signature)
+      return util::Err(signature.error().code, "signing with selector " + key->selector() + " of " +
+                                                   key->domain() + ": " + signature.error().message);
+    out.push_back(writer.Complete(util::Base64Encode(*signature)));
   }
   return out;
 }

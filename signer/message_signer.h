@@ -64,4 +64,8 @@ void AppendHeaderHashInput(Canon mode, const std::vector<HeaderField>& fields,
                            const std::vector<std::string>& names, std::string_view signature_name,
                            std::string_view signature_value_without_b, std::string* out);
 
+// The last part of that input: the signature field, canonicalized, without its final CRLF.
+void AppendSignatureField(Canon mode, std::string_view name, std::string_view value_without_b,
+                          std::string* out);
+
 }  // namespace dkimrotor::signer
