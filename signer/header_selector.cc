@@ -36,20 +36,26 @@ bool HeaderSelector::Matches(std::string_view key) const {
 
 std::vector<std::string> HeaderSelector::SelectNames(const std::vector<HeaderField>& fields) const {
   std::vector<std::string> names;
-  std::unordered_map<std::string, int> counts;
-  bool has_from = false;
+  std::unordered_map<std::string, int> occurrences;  // every field of the message, by key
+  std::unordered_map<std::string, int> listed;       // how often each key is in `names`
   for (const auto& f : fields) {
     std::string key = FieldKey(f.name);
-    if (key == "from") has_from = true;
+    ++occurrences[key];
     if (key == "from" || Matches(key)) {
-      ++counts[key];
+      ++listed[key];
       names.push_back(std::move(key));
     }
   }
-  if (!has_from) names.insert(names.begin(), "from");
+  if (listed["from"] == 0) {
+    names.insert(names.begin(), "from");
+    ++listed["from"];
+  }
+  // Oversigning: one entry more than the message has instances, so that an instance added
+  // later (anywhere) makes the signature fail, whether or not the name is in `sign`.
   for (const auto& name : policy_.oversign) {
     if (name.empty() || name.back() == '*') continue;  // a pattern cannot be oversigned
-    names.push_back(name);
+    for (int i = listed[name]; i <= occurrences[name]; ++i) names.push_back(name);
+    listed[name] = occurrences[name] + 1;
   }
   return names;
 }

@@ -1,5 +1,7 @@
 #include "signer/message_signer.h"
 
+#include <cstdint>
+
 #include "signer/signature_header.h"
 #include "util/base64.h"
 
@@ -28,7 +30,11 @@ void MessageSigner::AddHeader(std::string_view name, std::string_view value) {
 }
 
 util::Status MessageSigner::EndOfHeaders() {
-  headers_done_ = true;
+  if (!headers_status_) headers_status_ = CheckHeaders();
+  return *headers_status_;
+}
+
+util::Status MessageSigner::CheckHeaders() {
   int from = 0;
   for (const auto& f : fields_)
     if (FieldKey(f.name) == "from") ++from;
@@ -52,7 +58,15 @@ void MessageSigner::AddBody(std::string_view chunk) {
 }
 
 util::Result<std::vector<std::string>> MessageSigner::Finish() {
-  if (!headers_done_) RETURN_IF_ERROR(EndOfHeaders());
+  RETURN_IF_ERROR(EndOfHeaders());
+  std::optional<int64_t> expiration;
+  if (options_.lifetime) {
+    if (!options_.timestamp || *options_.lifetime <= 0 ||
+        *options_.timestamp > INT64_MAX - *options_.lifetime)
+      return util::Err(util::ErrorCode::kInvalidArgument,
+                       "signature lifetime must be positive and needs a timestamp (x= > t=)");
+    expiration = *options_.timestamp + *options_.lifetime;
+  }
   std::string body_hash[2];
   for (int i = 0; i < 2; ++i)
     if (hashers_[i]) body_hash[i] = util::Base64Encode(internal::AsBytes(hashers_[i]->Finish()));
@@ -73,7 +87,7 @@ util::Result<std::vector<std::string>> MessageSigner::Finish() {
     tags.domain = key->domain();
     tags.selector = key->selector();
     tags.timestamp = options_.timestamp;
-    if (options_.timestamp && options_.lifetime) tags.expiration = *options_.timestamp + *options_.lifetime;
+    tags.expiration = expiration;
     tags.headers = names;
     tags.body_hash = body_hash[static_cast<int>(canon.body)];
     SignatureHeaderWriter writer(tags);

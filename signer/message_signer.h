@@ -23,7 +23,7 @@ namespace dkimrotor::signer {
 
 struct MessageOptions {
   std::optional<int64_t> timestamp;  // t=, seconds since the epoch; the caller's clock
-  std::optional<int64_t> lifetime;   // x= = t= + lifetime (requires timestamp)
+  std::optional<int64_t> lifetime;   // x= = t= + lifetime (requires timestamp; positive)
 };
 
 class MessageSigner {
@@ -36,7 +36,8 @@ class MessageSigner {
   void AddHeader(HeaderField field) { fields_.push_back(std::move(field)); }
 
   // After the last header: checks the message can be signed at all. Errors name the reason
-  // ("no From header", "2 From headers") and leave the decision to the caller.
+  // ("no From header", "2 From headers") and leave the decision to the caller; Finish() then
+  // returns the same error rather than a signature.
   util::Status EndOfHeaders();
 
   void AddBody(std::string_view chunk);
@@ -47,6 +48,7 @@ class MessageSigner {
   const std::vector<HeaderField>& fields() const { return fields_; }
 
  private:
+  util::Status CheckHeaders();
   BodyHasher& HasherFor(Canon mode);
 
   std::vector<std::shared_ptr<const SigningKey>> keys_;
@@ -54,7 +56,7 @@ class MessageSigner {
   MessageOptions options_;
   std::vector<HeaderField> fields_;
   std::unique_ptr<BodyHasher> hashers_[2];  // indexed by Canon
-  bool headers_done_ = false;
+  std::optional<util::Status> headers_status_;  // set by EndOfHeaders()
 };
 
 // Appends the header-hash input for one signature: the fields h= names, canonicalized, then
