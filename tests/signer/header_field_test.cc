@@ -1,0 +1,97 @@
+#include "signer/header_field.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace dkimrotor::signer {
+namespace {
+
+std::string Canonical(Canon mode, std::string_view name, std::string_view value) {
+  std::string out;
+  AppendCanonicalHeader(mode, name, value, &out);
+  return out;
+}
+
+std::string Relaxed(std::string_view name, std::string_view value) {
+  return Canonical(Canon::kRelaxed, name, value);
+}
+
+std::string Simple(std::string_view name, std::string_view value) {
+  return Canonical(Canon::kSimple, name, value);
+}
+
+// RFC 6376 section 3.4.5: "A: X" and "B : Y<HTAB><CRLF><SP>Z<SP><SP>" (the fold is CRLF HTAB
+// in our input; the RFC example folds with SP, both are WSP) become "a:X" and "b:Y Z".
+TEST(AppendCanonicalHeader, RelaxedRfc6376Example) {
+  EXPECT_EQ(Relaxed("A", " X"), "a:X\r\n");
+  EXPECT_EQ(Relaxed("B ", " Y\t\r\n\tZ  "), "b:Y Z\r\n");
+  EXPECT_EQ(Relaxed("B ", " Y\t\r\n Z  "), "b:Y Z\r\n");
+}
+
+TEST(AppendCanonicalHeader, SimpleRfc6376ExampleKeepsEveryByte) {
+  EXPECT_EQ(Simple("A", " X"), "A: X\r\n");
+  EXPECT_EQ(Simple("B ", " Y\t\r\n\tZ  "), "B : Y\t\r\n\tZ  \r\n");
+}
+
+TEST(AppendCanonicalHeader, SimpleKeepsWhitespaceBeforeColon) {
+  EXPECT_EQ(Simple("Subject  ", " x"), "Subject  : x\r\n");
+  EXPECT_EQ(Relaxed("Subject  ", " x"), "subject:x\r\n");
+}
+
+TEST(AppendCanonicalHeader, RelaxedCollapsesRunsAndTrims) {
+  EXPECT_EQ(Relaxed("Subject", "  a \t b\t\tc  "), "subject:a b c\r\n");
+  EXPECT_EQ(Relaxed("Subject", "\ta"), "subject:a\r\n");
+  EXPECT_EQ(Relaxed("SUBJECT", "NoSpace"), "subject:NoSpace\r\n");
+}
+
+TEST(AppendCanonicalHeader, RelaxedUnfoldsMultipleContinuations) {
+  EXPECT_EQ(Relaxed("References", " <a@x>\r\n <b@x>\r\n\t<c@x>"),
+            "references:<a@x> <b@x> <c@x>\r\n");
+  // A continuation line of white space only adds nothing but one separating SP.
+  EXPECT_EQ(Relaxed("Subject", " a\r\n   \r\n b"), "subject:a b\r\n");
+  // A fold right after the colon is leading white space and goes.
+  EXPECT_EQ(Relaxed("Subject", "\r\n b"), "subject:b\r\n");
+}
+
+TEST(AppendCanonicalHeader, RelaxedKeepsValueCase) {
+  EXPECT_EQ(Relaxed("X-Mixed", " MiXeD CaSe"), "x-mixed:MiXeD CaSe\r\n");
+}
+
+TEST(AppendCanonicalHeader, EmptyValues) {
+  EXPECT_EQ(Relaxed("X-Empty", ""), "x-empty:\r\n");
+  EXPECT_EQ(Relaxed("X-Empty", " "), "x-empty:\r\n");
+  EXPECT_EQ(Relaxed("X-Empty", " \t \r\n "), "x-empty:\r\n");
+  EXPECT_EQ(Simple("X-Empty", ""), "X-Empty:\r\n");
+  EXPECT_EQ(Simple("X-Empty", " "), "X-Empty: \r\n");
+}
+
+TEST(AppendCanonicalHeader, EightBitAndNulBytesSurvive) {
+  const std::string value = std::string(" caf\xc3\xa9 \x00 \xff", 10);
+  const std::string relaxed_expected = std::string("x-raw:caf\xc3\xa9 \x00 \xff\r\n", 17);
+  EXPECT_EQ(Relaxed("X-Raw", value), relaxed_expected);
+  EXPECT_EQ(Simple("X-Raw", value), "X-Raw:" + value + "\r\n");
+  // Bytes >= 0x80 are not letters to lowercase.
+  EXPECT_EQ(Relaxed("X-\xc3\x89", " v"), "x-\xc3\x89:v\r\n");
+}
+
+TEST(AppendCanonicalHeader, AppendsToExistingOutput) {
+  std::string out = "previous\r\n";
+  AppendCanonicalHeader(Canon::kRelaxed, "A", " X", &out);
+  AppendCanonicalHeader(Canon::kSimple, "B", " Y", &out);
+  EXPECT_EQ(out, "previous\r\na:X\r\nB: Y\r\n");
+}
+
+TEST(FieldKey, LowercasesAndStripsWhitespaceBeforeColon) {
+  EXPECT_EQ(FieldKey("From"), "from");
+  EXPECT_EQ(FieldKey("SUBJECT"), "subject");
+  EXPECT_EQ(FieldKey("Subject  "), "subject");
+  EXPECT_EQ(FieldKey("Subject\t \t"), "subject");
+  EXPECT_EQ(FieldKey("List-ID"), "list-id");
+  EXPECT_EQ(FieldKey("DKIM-Signature"), "dkim-signature");
+  EXPECT_EQ(FieldKey(""), "");
+  EXPECT_EQ(FieldKey("  "), "");
+}
+
+}  // namespace
+}  // namespace dkimrotor::signer
