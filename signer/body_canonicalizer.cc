@@ -15,54 +15,116 @@ constexpr size_t kDirectWrite = 4096;
 
 bool IsWspOrLineEnd(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
 
-// First byte at or after p that simple canonicalization must look at: CR or LF.
-const char* ScanSimple(const char* p, const char* end) {
+// Relaxed and simple both keep "content CRLF content" as it is, so a run need not stop at a
+// line end unless that line end is bare, or the next line may be empty (CRLF CR, CRLF LF),
+// or the chunk ends within two bytes. The run always starts at a content byte, so p[-1] is in
+// the chunk. The scalar tail stops at every CR and LF, as before (a superset of the stops).
 #ifdef __SSE2__
-  const __m128i cr = _mm_set1_epi8('\r');
-  const __m128i lf = _mm_set1_epi8('\n');
-  while (end - p >= 16) {
-    __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-    int mask = _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, lf)));
-    if (mask != 0) return p + __builtin_ctz(static_cast<unsigned>(mask));
-    p += 16;
-  }
-#endif
-  for (; p < end; ++p)
-    if (*p == '\r' || *p == '\n') return p;
-  return end;
-}
+inline __m128i Eq(__m128i v, char c) { return _mm_cmpeq_epi8(v, _mm_set1_epi8(c)); }
 
-// First byte at or after p that relaxed canonicalization must look at: HTAB, CR, LF, or a SP
-// that starts a run of white space or may end a line. A lone SP between words passes as is;
-// a SP that is the chunk's last byte is examined, since the next chunk decides its fate.
-const char* ScanRelaxed(const char* p, const char* end) {
-#ifdef __SSE2__
-  const __m128i sp = _mm_set1_epi8(' ');
-  const __m128i tab = _mm_set1_epi8('\t');
-  const __m128i cr = _mm_set1_epi8('\r');
-  const __m128i lf = _mm_set1_epi8('\n');
-  while (end - p >= 17) {  // reads p[0..16]
-    __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-    __m128i n = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 1));
-    __m128i control = _mm_or_si128(_mm_cmpeq_epi8(v, tab),
-                                   _mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, lf)));
-    __m128i next_ws = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(n, sp), _mm_cmpeq_epi8(n, tab)),
-                                   _mm_or_si128(_mm_cmpeq_epi8(n, cr), _mm_cmpeq_epi8(n, lf)));
-    __m128i hit = _mm_or_si128(control, _mm_and_si128(_mm_cmpeq_epi8(v, sp), next_ws));
-    int mask = _mm_movemask_epi8(hit);
-    if (mask != 0) return p + __builtin_ctz(static_cast<unsigned>(mask));
-    p += 16;
+// Bit i set where p[i] == c, for i in 0..63.
+struct Masks {
+  uint64_t sp = 0, tab = 0, cr = 0, lf = 0;
+};
+inline Masks Classify64(const char* p) {
+  Masks m;
+#pragma GCC unroll 4
+  for (int k = 0; k < 4; ++k) {
+    __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * k));
+    const int shift = 16 * k;
+    m.sp |= static_cast<uint64_t>(static_cast<uint16_t>(_mm_movemask_epi8(Eq(v, ' ')))) << shift;
+    m.tab |= static_cast<uint64_t>(static_cast<uint16_t>(_mm_movemask_epi8(Eq(v, '\t')))) << shift;
+    m.cr |= static_cast<uint64_t>(static_cast<uint16_t>(_mm_movemask_epi8(Eq(v, '\r')))) << shift;
+    m.lf |= static_cast<uint64_t>(static_cast<uint16_t>(_mm_movemask_epi8(Eq(v, '\n')))) << shift;
   }
-#endif
-  for (; p < end; ++p) {
-    char c = *p;
-    if (c == '\t' || c == '\r' || c == '\n') return p;
-    if (c == ' ' && (p + 1 == end || IsWspOrLineEnd(p[1]))) return p;
-  }
-  return end;
+  return m;
 }
+inline uint64_t Bit(bool b, int i) { return static_cast<uint64_t>(b) << i; }
+inline bool IsEol(char c) { return c == '\r' || c == '\n'; }
+#endif
+
+// All bits below position n (n in 0..64).
+inline uint64_t BitsBelow(ptrdiff_t n) { return n >= 64 ? ~uint64_t{0} : (uint64_t{1} << n) - 1; }
 
 }  // namespace
+
+// The fast path: from `start`, a content byte of a line whose earlier bytes are all emitted,
+// emits every byte whose canonical form is itself, and resolves inline the two common cases
+// that change it: a white-space run inside a line (relaxed: one SP) and CRLFs followed by
+// empty lines and then content (kept as they are). Returns the first byte it leaves to the
+// state machine: a bare CR or LF, white space that may end a line, a run of line ends that
+// reaches the chunk's end, or the chunk's end itself.
+template <bool kRelaxed>
+const char* BodyCanonicalizer::EmitRun(const char* start, const char* end) {
+  const char* s = start + 1;  // scanning position; s[-1] is always in the chunk
+  const char* stop = end;
+#ifdef __SSE2__
+  while (end - s >= 66) {  // reads s[-1..65]
+    const Masks m = Classify64(s);
+    const char c64 = s[64], c65 = s[65];
+    const uint64_t eol = m.cr | m.lf;
+    const uint64_t next_lf = (m.lf >> 1) | Bit(c64 == '\n', 63);
+    const uint64_t next2_eol = (eol >> 2) | Bit(IsEol(c64), 62) | Bit(IsEol(c65), 63);
+    const uint64_t prev_cr = (m.cr << 1) | Bit(s[-1] == '\r', 0);
+    uint64_t hit = (m.cr & ~next_lf) | (m.lf & ~prev_cr) | (m.cr & next_lf & next2_eol);
+    if constexpr (kRelaxed) {
+      const uint64_t next_ws =
+          ((m.sp | m.tab | eol) >> 1) | Bit(c64 == ' ' || c64 == '\t' || IsEol(c64), 63);
+      hit |= m.tab | (m.sp & next_ws);
+    }
+    const char* resume = s + 64;
+    while (hit != 0) {
+      const char* h = s + __builtin_ctzll(hit);
+      const char* q = h;
+      if (*h == '\r' && h[1] == '\n') {
+        // CRLF followed by empty lines: kept as is when content follows in this chunk.
+        while (end - q >= 2 && q[0] == '\r' && q[1] == '\n') q += 2;
+        if (q == end || IsWspOrLineEnd(*q)) {
+          stop = h;
+          goto done;
+        }
+      } else if (kRelaxed && (*h == ' ' || *h == '\t')) {
+        while (q < end && (*q == ' ' || *q == '\t')) ++q;
+        if (q == end || IsEol(*q)) {  // may be trailing white space: the state machine decides
+          stop = h;
+          goto done;
+        }
+        Emit(start, static_cast<size_t>(h - start));
+        Emit(" ", 1);
+        start = q;
+      } else {
+        stop = h;  // a bare CR or LF
+        goto done;
+      }
+      if (q - s >= 64) {
+        resume = q;
+        break;
+      }
+      hit &= ~BitsBelow(q - s);
+    }
+    s = resume;
+  }
+  // The loop may have passed a CR whose LF is next: stop at that CR, not between the two.
+  if (s < end && *s == '\n' && s[-1] == '\r') {
+    stop = s - 1;
+    goto done;
+  }
+#endif
+  for (; s < end; ++s) {
+    char c = *s;
+    if (c == '\r' || c == '\n') break;
+    if constexpr (kRelaxed) {
+      if (c == '\t') break;
+      if (c == ' ' && (s + 1 == end || IsWspOrLineEnd(s[1]))) break;
+    }
+  }
+  stop = s;
+done:
+  Emit(start, static_cast<size_t>(stop - start));
+  line_has_content_ = stop[-1] != '\n';
+  return stop;
+}
+
 
 void BodyCanonicalizer::Update(std::string_view chunk) {
   const char* p = chunk.data();
@@ -95,9 +157,7 @@ void BodyCanonicalizer::UpdateSimple(const char* p, const char* end) {
       ++p;
     } else {
       BeginContent();
-      const char* q = ScanSimple(p + 1, end);
-      Emit(p, static_cast<size_t>(q - p));
-      p = q;
+      p = EmitRun<false>(p, end);
     }
   }
 }
@@ -126,9 +186,7 @@ void BodyCanonicalizer::UpdateRelaxed(const char* p, const char* end) {
       ++p;
     } else {
       BeginContent();
-      const char* q = ScanRelaxed(p + 1, end);
-      Emit(p, static_cast<size_t>(q - p));
-      p = q;
+      p = EmitRun<true>(p, end);
     }
   }
 }
@@ -171,7 +229,7 @@ void BodyCanonicalizer::Finish() {
   Flush();
 }
 
-void BodyCanonicalizer::Emit(const char* p, size_t n) {
+void BodyCanonicalizer::EmitSlow(const char* p, size_t n) {
   if (n >= kDirectWrite) {
     Flush();
     sink_->Write(std::string_view(p, n));

@@ -39,9 +39,19 @@ class BodyCanonicalizer {
  private:
   void UpdateSimple(const char* p, const char* end);
   void UpdateRelaxed(const char* p, const char* end);
+  template <bool kRelaxed>
+  const char* EmitRun(const char* start, const char* end);
   void EndLine();
   void BeginContent();
-  void Emit(const char* p, size_t n);
+  void Emit(const char* p, size_t n) {
+    if (n < 64 && n < kBufferSize - used_) {  // the common small piece: no flush
+      __builtin_memcpy(buffer_ + used_, p, n);
+      used_ += n;
+      return;
+    }
+    EmitSlow(p, n);
+  }
+  void EmitSlow(const char* p, size_t n);
   void Flush();
 
   const Canon mode_;

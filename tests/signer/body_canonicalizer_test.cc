@@ -133,5 +133,29 @@ TEST(BodyCanonicalizer, LargeBodiesMatchAByteAtATimeReference) {
   }
 }
 
+// Mostly plain text with sparse line ends and white space, so the 64-byte scanner crosses whole
+// blocks and meets CRLF pairs, empty lines and runs at every offset of a block.
+TEST(BodyCanonicalizer, SparseSpecialBytesMatchAByteAtATimeReference) {
+  std::mt19937 rng(11);
+  const std::string_view specials[] = {" ", "  ", "\t", "\r\n", "\r\n\r\n", "\n", "\r", " \r\n",
+                                       "\r\n ", "\r\n\t", "\r\n\r\n\r\n"};
+  for (int round = 0; round < 20; ++round) {
+    std::string body;
+    while (body.size() < 50000) {
+      body.append(std::uniform_int_distribution<size_t>(0, 150)(rng), 'w');
+      body.append(specials[rng() % std::size(specials)]);
+    }
+    for (Canon mode : {Canon::kSimple, Canon::kRelaxed}) {
+      std::vector<std::string_view> one_byte;
+      for (size_t i = 0; i < body.size(); ++i) one_byte.push_back(std::string_view(body).substr(i, 1));
+      std::vector<std::string_view> odd;
+      for (size_t i = 0; i < body.size(); i += 97) odd.push_back(std::string_view(body).substr(i, 97));
+      const std::string reference = Canonicalize(mode, one_byte);
+      EXPECT_EQ(Canonicalize(mode, {body}), reference) << "round " << round;
+      EXPECT_EQ(Canonicalize(mode, odd), reference) << "round " << round;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace dkimrotor::signer
