@@ -78,7 +78,10 @@ TEST(Robustness, OneMegabyteHeaderLineAndBodyLineSign) {
 }
 
 TEST(Robustness, NulAndEightBitBytesSign) {
-  std::string message("From: \xc3\xa9t\xc3\xa9 <a@example.com>\r\nSubject: a\0b\r\n\r\n\0\xff\xfe\r\n", 52);
+  using namespace std::string_literals;
+  const std::string message =
+      "From: \xc3\xa9t\xc3\xa9 <a@example.com>\r\nSubject: a\0b\r\n\r\n\0\xff\xfe\r\n"s;
+  ASSERT_EQ(message.size(), 50u);  // the NUL bytes are inside the string
   std::string reason;
   EXPECT_TRUE(TrySign(message, &reason)) << reason;
 }
