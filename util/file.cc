@@ -74,4 +74,68 @@ Result<std::string> ReadSecretFile(const std::string& path) {
   return ReadAll(fd, path);
 }
 
+namespace {
+
+Status WriteAll(int fd, std::string_view data, const std::string& path) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return IoError("cannot write", path, errno);
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return Ok();
+}
+
+Status FsyncFolderOf(const std::string& path) {
+  size_t slash = path.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (fd.get() < 0) return IoError("cannot open folder", dir, errno);
+  if (::fsync(fd.get()) != 0) return IoError("cannot fsync folder", dir, errno);
+  return Ok();
+}
+
+}  // namespace
+
+Status WriteFileAtomically(const std::string& path, std::string_view data, unsigned mode) {
+  std::string tmp = path + ".tmp";
+  {
+    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode));
+    if (fd.get() < 0) return IoError("cannot create", tmp, errno);
+    if (::fchmod(fd.get(), mode) != 0) return IoError("cannot chmod", tmp, errno);
+    if (auto st = WriteAll(fd.get(), data, tmp); !st) {
+      ::unlink(tmp.c_str());
+      return st;
+    }
+    if (::fsync(fd.get()) != 0) {
+      int err = errno;
+      ::unlink(tmp.c_str());
+      return IoError("cannot fsync", tmp, err);  // ENOSPC and EIO surface here
+    }
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return IoError("cannot rename into place", path, err);
+  }
+  return FsyncFolderOf(path);
+}
+
+Status DestroyFile(const std::string& path) {
+  {
+    Fd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (fd.get() < 0) {
+      if (errno == ENOENT) return Ok();
+      return IoError("cannot open for destruction", path, errno);
+    }
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) return IoError("cannot stat", path, errno);
+    std::string zeros(static_cast<size_t>(st.st_size), '\0');
+    RETURN_IF_ERROR(WriteAll(fd.get(), zeros, path));
+    if (::fsync(fd.get()) != 0) return IoError("cannot fsync", path, errno);
+  }
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return IoError("cannot remove", path, errno);
+  return FsyncFolderOf(path);
+}
+
 }  // namespace dkimrotor::util

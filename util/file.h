@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "util/result.h"
 
@@ -15,5 +16,14 @@ Result<std::string> ReadFile(const std::string& path);
 // file that is not a regular file or that its group or others may read or write (as
 // OpenDKIM's RequireSafeKeys does): such a key must be considered leaked.
 Result<std::string> ReadSecretFile(const std::string& path);
+
+// Replaces `path` with `data` so that a crash leaves either the old or the new content, never
+// a mix: writes a temporary file beside it with `mode`, fsyncs it, renames it over `path`, and
+// fsyncs the folder so the rename itself survives a power loss.
+Status WriteFileAtomically(const std::string& path, std::string_view data, unsigned mode);
+
+// Overwrites a file with zeros, fsyncs, removes it and fsyncs its folder: for private keys
+// that are no longer needed. A file that does not exist is not an error.
+Status DestroyFile(const std::string& path);
 
 }  // namespace dkimrotor::util

@@ -109,5 +109,32 @@ TEST_F(ReadSecretFileTest, ReadFileIgnoresMode) {
   EXPECT_EQ(*data, "p=abc");
 }
 
+TEST_F(ReadSecretFileTest, WriteFileAtomicallyReplacesWithModeAndLeavesNoTemporary) {
+  const std::string path = dir_ + "/state.json";
+  ASSERT_TRUE(WriteFileAtomically(path, "first", 0600).has_value());
+  ASSERT_TRUE(WriteFileAtomically(path, "second", 0600).has_value());
+  EXPECT_EQ(ReadSecretFile(path).value(), "second");
+  struct stat st {};
+  ASSERT_EQ(::stat((path + ".tmp").c_str(), &st), -1);
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+TEST_F(ReadSecretFileTest, WriteFileAtomicallyNamesTheFolderItCannotWrite) {
+  auto st = WriteFileAtomically(dir_ + "/no/such/folder/state.json", "x", 0600);
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().code, ErrorCode::kIo);
+  EXPECT_NE(st.error().message.find("/no/such/folder/state.json.tmp"), std::string::npos)
+      << st.error().message;
+}
+
+TEST_F(ReadSecretFileTest, DestroyFileRemovesAndToleratesAbsence) {
+  const std::string path = Write("old.pem", "-----BEGIN PRIVATE KEY-----", 0600);
+  ASSERT_TRUE(DestroyFile(path).has_value());
+  struct stat st {};
+  EXPECT_EQ(::stat(path.c_str(), &st), -1);
+  EXPECT_TRUE(DestroyFile(path).has_value());  // already gone: nothing to do
+}
+
 }  // namespace
 }  // namespace dkimrotor::util
