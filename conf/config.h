@@ -1,0 +1,126 @@
+// The daemon's whole configuration as plain typed values, with the documented defaults as member
+// initializers: a default-constructed Config is what an empty configuration file means.
+// Built and validated by LoadConfig/ParseConfig (loader.h); owns all its strings.
+// Immutable once built: share it as shared_ptr<const Config>; a reload builds a new one.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace dkimrotor::conf {
+
+using std::chrono::seconds;
+
+// What the milter answers when it cannot sign a message it should sign (no key, internal error).
+enum class OnError { kTempfail, kAccept };
+// What the milter answers for a message it refuses to sign (no From, two From headers, ...).
+enum class OnBadMessage { kAccept, kReject, kTempfail };
+enum class LogTarget { kStderr, kSyslog };
+// spdlog's levels, without a dependency on spdlog.
+enum class LogLevel { kTrace, kDebug, kInfo, kWarn, kError, kCritical, kOff };
+
+// The configuration file's spelling of each value ("tempfail", "syslog", "warn", ...).
+std::string_view OnErrorName(OnError v);
+std::string_view OnBadMessageName(OnBadMessage v);
+std::string_view LogTargetName(LogTarget v);
+std::string_view LogLevelName(LogLevel v);
+
+struct MilterConfig {
+  // libmilter's syntax: inet:PORT@HOST, inet6:PORT@HOST, unix:/path or local:/path.
+  std::string socket = "inet:8891@127.0.0.1";
+  OnError on_error = OnError::kTempfail;
+  OnBadMessage on_bad_message = OnBadMessage::kAccept;
+  std::string user;   // empty: keep the user the daemon was started as
+  std::string group;  // empty: the user's primary group
+  unsigned socket_mode = 0660;  // permission bits of a unix socket
+
+  bool operator==(const MilterConfig&) const = default;
+};
+
+struct SigningConfig {
+  // Messages from these networks are signed. Each entry is "ADDRESS/PREFIX" with the host bits
+  // clear; a bare address in the file is stored with its full-length prefix.
+  std::vector<std::string> internal_hosts = {"127.0.0.1/32", "::1/128"};
+  // Also sign messages whose client authenticated (SMTP AUTH), wherever it connects from.
+  bool sign_authenticated = true;
+  // "header/body", each "relaxed" or "simple".
+  std::string canonicalization = "relaxed/relaxed";
+  // Header field names to sign, lowercase; a trailing '*' matches a prefix ("list-*"). The
+  // signer always signs From. Same default as signer::HeaderPolicy::Default().
+  std::vector<std::string> headers = {
+      "from",       "reply-to",     "subject",      "date",
+      "to",         "cc",           "resent-*",     "in-reply-to",
+      "references", "message-id",   "mime-version", "content-type",
+      "content-transfer-encoding",  "list-id",      "list-*"};
+  // Names signed once more than they occur, so no instance can be added in transit.
+  std::vector<std::string> oversign = {"from", "subject", "date",      "to",
+                                       "cc",   "reply-to", "message-id"};
+  // x= is t= plus this; 0 means no x= tag.
+  seconds signature_lifetime{0};
+
+  bool operator==(const SigningConfig&) const = default;
+};
+
+struct KeystoreConfig {
+  std::string directory = "/var/lib/dkimrotor";  // absolute
+
+  bool operator==(const KeystoreConfig&) const = default;
+};
+
+struct DnsConfig {
+  // "IP", "IP:PORT" or "[IPv6]:PORT"; empty means the system's /etc/resolv.conf.
+  std::vector<std::string> resolvers;
+  // Before a new key signs, ask the domain's authoritative servers that they all serve it.
+  bool check_authoritative = true;
+  // And wait at least this long after it first appeared.
+  seconds min_propagation{3600};
+  seconds poll{60};
+  seconds timeout{5};
+
+  bool operator==(const DnsConfig&) const = default;
+};
+
+struct LogConfig {
+  LogTarget target = LogTarget::kStderr;
+  LogLevel level = LogLevel::kInfo;
+  std::string audit;  // absolute path of the audit log (which selector signed what); empty: none
+
+  bool operator==(const LogConfig&) const = default;
+};
+
+// One signing domain and how its keys rotate.
+struct DomainConfig {
+  std::string domain;  // lowercase, no trailing dot
+  std::string stream;  // names this mail stream in selectors ({stream})
+  // "rsa-sha256" and/or "ed25519-sha256", no duplicates; one signature per algorithm.
+  std::vector<std::string> algorithms = {"rsa-sha256"};
+  int bits = 2048;  // RSA modulus, 1024..4096
+  int active_keys = 2;  // keys that sign in turn (round-robin), 1..3
+  seconds key_lifetime{120 * 86400};  // how long a key signs
+  int prepublish = 1;  // keys published in DNS ahead of use (spares for emergencies), 0..3
+  seconds grace{14 * 86400};  // how long a retired key stays in DNS before it is revoked
+  // Placeholders: {stream}, {yyyymmdd}, {yyyymm} (the key's creation date, UTC), {alg} ("rsa"
+  // or "ed25519"), {bits} (the RSA size; empty for ed25519), {n} (a sequence number). Always
+  // holds {yyyymmdd}, {yyyymm} or {n}; holds {alg} when there is more than one algorithm.
+  std::string selector_format = "{stream}-{yyyymmdd}-{alg}{bits}";
+  std::string publish_hook;  // absolute path of a program run to publish records; empty: none
+  seconds hook_timeout{30};
+  bool subdomains = false;  // also sign mail from subdomains of `domain`
+
+  bool operator==(const DomainConfig&) const = default;
+};
+
+struct Config {
+  MilterConfig milter;
+  SigningConfig signing;
+  KeystoreConfig keystore;
+  DnsConfig dns;
+  LogConfig log;
+  std::vector<DomainConfig> domains;  // may be empty: then nothing is signed
+
+  bool operator==(const Config&) const = default;
+};
+
+}  // namespace dkimrotor::conf

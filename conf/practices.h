@@ -1,0 +1,19 @@
+// Checks a valid Config against published DKIM practice (M3AAWG DKIM Key Rotation BCP 2019,
+// RFC 8301, RFC 8463) and says where it departs: advice to log at startup, never a refusal.
+// Stateless; safe from any thread.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "conf/config.h"
+
+namespace dkimrotor::conf {
+
+// One warning per finding, each naming the domain (when there is one), the setting, its value
+// and what to do, e.g.
+//   domain example.com: key_lifetime = "200d" is over six months (183d): ...
+// Empty when nothing departs from practice.
+std::vector<std::string> CheckPractices(const Config& config);
+
+}  // namespace dkimrotor::conf

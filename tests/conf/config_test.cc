@@ -1,0 +1,44 @@
+#include "conf/config.h"
+
+#include <gtest/gtest.h>
+
+#include "signer/header_selector.h"
+
+namespace dkimrotor::conf {
+namespace {
+
+// conf may not depend on signer, so it repeats the signer's default lists; this keeps them equal.
+TEST(SigningConfig, DefaultHeaderListsMatchTheSigner) {
+  SigningConfig defaults;
+  signer::HeaderPolicy policy = signer::HeaderPolicy::Default();
+  EXPECT_EQ(defaults.headers, policy.sign);
+  EXPECT_EQ(defaults.oversign, policy.oversign);
+}
+
+TEST(Config, EnumNamesAreTheFileSpelling) {
+  EXPECT_EQ(OnErrorName(OnError::kTempfail), "tempfail");
+  EXPECT_EQ(OnErrorName(OnError::kAccept), "accept");
+  EXPECT_EQ(OnBadMessageName(OnBadMessage::kReject), "reject");
+  EXPECT_EQ(LogTargetName(LogTarget::kSyslog), "syslog");
+  EXPECT_EQ(LogLevelName(LogLevel::kWarn), "warn");
+  EXPECT_EQ(LogLevelName(LogLevel::kOff), "off");
+}
+
+TEST(Config, DefaultsAreTheDocumentedOnes) {
+  Config c;
+  EXPECT_EQ(c.milter.socket, "inet:8891@127.0.0.1");
+  EXPECT_EQ(c.milter.on_error, OnError::kTempfail);
+  EXPECT_EQ(c.milter.on_bad_message, OnBadMessage::kAccept);
+  EXPECT_EQ(c.milter.socket_mode, 0660u);
+  EXPECT_EQ(c.signing.internal_hosts, (std::vector<std::string>{"127.0.0.1/32", "::1/128"}));
+  EXPECT_EQ(c.dns.min_propagation, std::chrono::hours(1));
+  EXPECT_EQ(c.dns.poll, std::chrono::minutes(1));
+  EXPECT_TRUE(c.domains.empty());
+  DomainConfig d;
+  EXPECT_EQ(d.key_lifetime, std::chrono::hours(120 * 24));
+  EXPECT_EQ(d.grace, std::chrono::hours(14 * 24));
+  EXPECT_EQ(d.algorithms, std::vector<std::string>{"rsa-sha256"});
+}
+
+}  // namespace
+}  // namespace dkimrotor::conf

@@ -1,0 +1,150 @@
+#include "conf/practices.h"
+
+#include <gtest/gtest.h>
+
+namespace dkimrotor::conf {
+namespace {
+
+using std::chrono::seconds;
+constexpr seconds kDay{86400};
+
+Config WithDomain(const DomainConfig& d) {
+  Config c;
+  c.domains.push_back(d);
+  return c;
+}
+
+DomainConfig Example() {
+  DomainConfig d;
+  d.domain = "example.com";
+  d.stream = "mta1";
+  return d;
+}
+
+// The one warning `config` gets; fails unless there is exactly one.
+std::string OnlyWarning(const Config& config) {
+  std::vector<std::string> w = CheckPractices(config);
+  EXPECT_EQ(w.size(), 1u);
+  std::string all;
+  for (const auto& s : w) all += s + "\n";
+  return w.size() == 1 ? w[0] : all;
+}
+
+bool StartsWith(const std::string& s, std::string_view prefix) { return s.rfind(prefix, 0) == 0; }
+
+TEST(CheckPractices, DefaultsFollowPractice) {
+  EXPECT_TRUE(CheckPractices(Config{}).empty());
+  EXPECT_TRUE(CheckPractices(WithDomain(Example())).empty());
+  DomainConfig d = Example();
+  d.algorithms = {"rsa-sha256", "ed25519-sha256"};
+  d.key_lifetime = 183 * kDay;
+  d.grace = 7 * kDay;
+  d.bits = 3072;
+  EXPECT_TRUE(CheckPractices(WithDomain(d)).empty());
+  d.key_lifetime = 5 * kDay;
+  d.grace = 30 * kDay;
+  EXPECT_TRUE(CheckPractices(WithDomain(d)).empty());
+}
+
+TEST(CheckPractices, KeyLifetimeOverSixMonths) {
+  DomainConfig d = Example();
+  d.key_lifetime = 200 * kDay;
+  std::string w = OnlyWarning(WithDomain(d));
+  EXPECT_TRUE(StartsWith(w, "domain example.com: key_lifetime = \"200d\" is over six months"))
+      << w;
+  EXPECT_NE(w.find("M3AAWG"), std::string::npos) << w;
+}
+
+TEST(CheckPractices, KeyLifetimeUnderFiveDays) {
+  DomainConfig d = Example();
+  d.key_lifetime = 4 * kDay;
+  std::string w = OnlyWarning(WithDomain(d));
+  EXPECT_TRUE(StartsWith(w, "domain example.com: key_lifetime = \"4d\" is under 5 days")) << w;
+}
+
+TEST(CheckPractices, GraceOutsideSevenToThirtyDays) {
+  DomainConfig d = Example();
+  d.grace = 6 * kDay;
+  std::string w = OnlyWarning(WithDomain(d));
+  EXPECT_TRUE(StartsWith(w, "domain example.com: grace = \"6d\" is under 7 days")) << w;
+  d.grace = 31 * kDay;
+  w = OnlyWarning(WithDomain(d));
+  EXPECT_TRUE(StartsWith(w, "domain example.com: grace = \"31d\" is over 30 days")) << w;
+  d.grace = seconds(0);
+  w = OnlyWarning(WithDomain(d));
+  EXPECT_TRUE(StartsWith(w, "domain example.com: grace = \"0s\" is under 7 days")) << w;
+}
+
+TEST(CheckPractices, RsaKeySize) {
+  DomainConfig d = Example();
+  d.bits = 1024;
+  std::string w = OnlyWarning(WithDomain(d));
+  EXPECT_TRUE(StartsWith(w, "domain example.com: bits = 1024: RSA keys under 2048 bits are being "
+                            "phased out")) << w;
+  d.bits = 4096;
+  w = OnlyWarning(WithDomain(d));
+  EXPECT_TRUE(StartsWith(w, "domain example.com: bits = 4096:")) << w;
+  EXPECT_NE(w.find("512-byte DNS UDP limit"), std::string::npos) << w;
+}
+
+TEST(CheckPractices, BitsDoNotMatterWithoutRsa) {
+  DomainConfig d = Example();
+  d.algorithms = {"ed25519-sha256"};
+  d.bits = 1024;
+  std::string w = OnlyWarning(WithDomain(d));
+  EXPECT_TRUE(StartsWith(w, "domain example.com: algorithms = [\"ed25519-sha256\"]: many receivers "
+                            "cannot verify Ed25519")) << w;
+}
+
+TEST(CheckPractices, NoPrepublishedKey) {
+  DomainConfig d = Example();
+  d.prepublish = 0;
+  std::string w = OnlyWarning(WithDomain(d));
+  EXPECT_TRUE(StartsWith(w, "domain example.com: prepublish = 0: no spare key")) << w;
+}
+
+TEST(CheckPractices, ShortPropagationOnlyMattersWithoutAuthoritativeCheck) {
+  Config c;
+  c.dns.min_propagation = seconds(600);
+  EXPECT_TRUE(CheckPractices(c).empty());
+  c.dns.check_authoritative = false;
+  std::string w = OnlyWarning(c);
+  EXPECT_TRUE(StartsWith(w, "dns.min_propagation = \"10m\" with check_authoritative = false"))
+      << w;
+  c.dns.min_propagation = seconds(3600);
+  EXPECT_TRUE(CheckPractices(c).empty());
+}
+
+TEST(CheckPractices, EveryClientInternal) {
+  Config c;
+  c.signing.internal_hosts = {"127.0.0.1/32", "0.0.0.0/0"};
+  std::string w = OnlyWarning(c);
+  EXPECT_TRUE(StartsWith(w, "signing.internal_hosts contains \"0.0.0.0/0\"")) << w;
+}
+
+TEST(CheckPractices, NothingWouldBeSigned) {
+  Config c = WithDomain(Example());
+  c.signing.internal_hosts.clear();
+  c.signing.sign_authenticated = false;
+  std::string w = OnlyWarning(c);
+  EXPECT_NE(w.find("no message will be signed"), std::string::npos) << w;
+}
+
+TEST(CheckPractices, WarnsPerDomainAndFinding) {
+  Config c;
+  DomainConfig a = Example();
+  a.prepublish = 0;
+  a.grace = seconds(0);
+  DomainConfig b = Example();
+  b.domain = "example.org";
+  b.key_lifetime = 365 * kDay;
+  c.domains = {a, b};
+  std::vector<std::string> w = CheckPractices(c);
+  ASSERT_EQ(w.size(), 3u);
+  EXPECT_TRUE(StartsWith(w[0], "domain example.com: grace")) << w[0];
+  EXPECT_TRUE(StartsWith(w[1], "domain example.com: prepublish")) << w[1];
+  EXPECT_TRUE(StartsWith(w[2], "domain example.org: key_lifetime = \"365d\"")) << w[2];
+}
+
+}  // namespace
+}  // namespace dkimrotor::conf
