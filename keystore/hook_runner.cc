@@ -1,0 +1,146 @@
+#include "keystore/hook_runner.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+extern char** environ;
+
+namespace dkimrotor::keystore {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+class Pipe {
+ public:
+  Pipe() {
+    if (::pipe2(fds_, O_CLOEXEC) != 0) fds_[0] = fds_[1] = -1;
+  }
+  ~Pipe() {
+    CloseRead();
+    CloseWrite();
+  }
+  bool ok() const { return fds_[0] >= 0; }
+  int read_end() const { return fds_[0]; }
+  int write_end() const { return fds_[1]; }
+  void CloseRead() {
+    if (fds_[0] >= 0) ::close(fds_[0]);
+    fds_[0] = -1;
+  }
+  void CloseWrite() {
+    if (fds_[1] >= 0) ::close(fds_[1]);
+    fds_[1] = -1;
+  }
+
+ private:
+  int fds_[2];
+};
+
+}  // namespace
+
+util::Result<HookResult> RunHook(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
+  if (argv.empty() || argv[0].empty() || argv[0][0] != '/')
+    return util::Err(util::ErrorCode::kInvalidArgument, "a hook must be given by its absolute path");
+  Pipe err;
+  if (!err.ok()) return util::Err(util::ErrorCode::kIo, std::string("pipe: ") + std::strerror(errno));
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, err.write_end(), STDERR_FILENO);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  // Its own process group, so a timeout kills whatever the hook started too.
+  posix_spawnattr_setpgroup(&attr, 0);
+  sigset_t defaults;
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGPIPE);
+  sigaddset(&defaults, SIGTERM);
+  sigaddset(&defaults, SIGHUP);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = -1;
+  int rc = ::posix_spawn(&pid, argv[0].c_str(), &actions, &attr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  err.CloseWrite();
+  if (rc != 0)
+    return util::Err(util::ErrorCode::kIo, "cannot run hook " + argv[0] + ": " + std::strerror(rc));
+
+  HookResult result;
+  const auto deadline = Clock::now() + timeout;
+  bool open = true;
+  while (open) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) {
+      result.timed_out = true;
+      break;
+    }
+    pollfd pfd{err.read_end(), POLLIN, 0};
+    int n = ::poll(&pfd, 1, static_cast<int>(left.count()));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) continue;
+    char buf[1024];
+    ssize_t got = ::read(err.read_end(), buf, sizeof buf);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) {
+      open = false;
+      break;
+    }
+    size_t room = kMaxHookStderr - std::min(kMaxHookStderr, result.stderr_text.size());
+    result.stderr_text.append(buf, std::min(room, static_cast<size_t>(got)));
+  }
+  int status = 0;
+  if (result.timed_out) {
+    ::kill(-pid, SIGKILL);
+  } else {
+    // stderr closed; the hook may still be running (it closed stderr itself): bounded wait.
+    while (true) {
+      pid_t w = ::waitpid(pid, &status, WNOHANG);
+      if (w == pid) break;
+      if (Clock::now() >= deadline) {
+        result.timed_out = true;
+        ::kill(-pid, SIGKILL);
+        break;
+      }
+      ::usleep(2000);
+    }
+    if (!result.timed_out) {
+      result.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      return result;
+    }
+  }
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return result;
+}
+
+util::Status RunHookChecked(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
+  ASSIGN_OR_RETURN(HookResult r, RunHook(argv, timeout));
+  if (r.exit_status == 0 && !r.timed_out) return util::Ok();
+  std::string text = r.stderr_text;
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  for (char& c : text)
+    if (c == '\n' || c == '\r') c = ' ';
+  std::string what = r.timed_out ? "was killed after " + std::to_string(timeout.count()) + " ms"
+                                 : r.exit_status < 0 ? "was killed by a signal"
+                                                     : "exited with status " + std::to_string(r.exit_status);
+  return util::Err(util::ErrorCode::kIo,
+                   "hook " + argv[0] + " " + what + (text.empty() ? "" : ": " + text));
+}
+
+}  // namespace dkimrotor::keystore

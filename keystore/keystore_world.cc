@@ -1,0 +1,138 @@
+#include "keystore/keystore_world.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "keystore/hook_runner.h"
+#include "keystore/state_store.h"
+#include "util/file.h"
+
+namespace dkimrotor::keystore {
+namespace {
+
+util::Status EnsureFolder(const std::string& path) {
+  if (::mkdir(path.c_str(), 0700) == 0 || errno == EEXIST) return util::Ok();
+  return util::Err(util::ErrorCode::kIo, "cannot create folder " + path + ": " + std::strerror(errno));
+}
+
+util::Result<signer::Algorithm> AlgorithmOf(const KeyInfo& key) {
+  return signer::ParseAlgorithm(key.algorithm);
+}
+
+}  // namespace
+
+KeystoreWorld::KeystoreWorld(KeystoreWorldOptions options) : options_(std::move(options)) {}
+
+TimePoint KeystoreWorld::Now() {
+  if (options_.clock) return options_.clock();
+  return std::chrono::time_point_cast<std::chrono::seconds>(Clock::now());
+}
+
+util::Result<std::shared_ptr<const signer::PrivateKey>> KeystoreWorld::CreateKey(const KeyInfo& key) {
+  ASSIGN_OR_RETURN(signer::Algorithm algorithm, AlgorithmOf(key));
+  ASSIGN_OR_RETURN(auto generated, signer::PrivateKey::Generate(algorithm, key.bits));
+  ASSIGN_OR_RETURN(std::string pem, generated->ToPem());
+  RETURN_IF_ERROR(EnsureFolder(options_.directory));
+  RETURN_IF_ERROR(EnsureFolder(options_.directory + "/keys"));
+  RETURN_IF_ERROR(util::WriteFileAtomically(KeyPath(options_.directory, key), pem, 0600));
+  return generated;
+}
+
+util::Result<std::shared_ptr<const signer::PrivateKey>> KeystoreWorld::LoadKey(const KeyInfo& key) {
+  const std::string path = KeyPath(options_.directory, key);
+  ASSIGN_OR_RETURN(std::string pem, util::ReadSecretFile(path));
+  auto loaded = signer::PrivateKey::FromPem(pem);
+  if (!loaded) return util::Err(loaded.error().code, "key file " + path + ": " + loaded.error().message);
+  if ((*loaded)->dkim_public_key() != key.public_key)
+    return util::Err(util::ErrorCode::kInvalidArgument,
+                     "key file " + path + " does not hold the key the state records for " +
+                         key.selector + " (was it replaced by hand?)");
+  return loaded;
+}
+
+util::Status KeystoreWorld::DestroyKey(const KeyInfo& key) {
+  return util::DestroyFile(KeyPath(options_.directory, key));
+}
+
+util::Status KeystoreWorld::SaveState(const std::vector<KeyInfo>& keys) {
+  RETURN_IF_ERROR(EnsureFolder(options_.directory));
+  return keystore::SaveState(options_.directory, keys);
+}
+
+bool KeystoreWorld::CanPublish(const std::string& domain) { return options_.hooks.count(domain) != 0; }
+
+util::Status KeystoreWorld::Publish(const KeyInfo& key, bool revoke, const std::string& txt_value) {
+  auto it = options_.hooks.find(key.domain);
+  if (it == options_.hooks.end())
+    return util::Err(util::ErrorCode::kNotFound, "no publish hook for " + key.domain);
+  return RunHookChecked({it->second.path, revoke ? "revoke" : "publish", key.domain, key.selector, txt_value},
+                        it->second.timeout);
+}
+
+DnsObservation KeystoreWorld::CheckDns(const KeyInfo& key, bool expect_revoked, std::string* detail) {
+  if (!dns_) {
+    auto checker = DnsChecker::Create(options_.dns);
+    if (!checker) {
+      *detail = checker.error().message;
+      return DnsObservation::kTemporaryFailure;
+    }
+    dns_ = std::move(*checker);
+  }
+  auto algorithm = AlgorithmOf(key);
+  if (!algorithm) {
+    *detail = algorithm.error().message;
+    return DnsObservation::kTemporaryFailure;
+  }
+  DnsCheckResult r = dns_->Check(key.domain, key.selector, *algorithm, expect_revoked ? "" : key.public_key);
+  *detail = r.detail;
+  switch (r.verdict) {
+    case DnsVerdict::kMatches: return r.as_expected ? DnsObservation::kMatches : DnsObservation::kWrong;
+    case DnsVerdict::kRevoked: return DnsObservation::kRevoked;
+    case DnsVerdict::kMissing: return DnsObservation::kMissing;
+    case DnsVerdict::kTemporaryFailure: return DnsObservation::kTemporaryFailure;
+    case DnsVerdict::kInconsistent: return DnsObservation::kWrong;  // not everywhere yet
+    case DnsVerdict::kWrongKey:
+    case DnsVerdict::kMalformed:
+    case DnsVerdict::kKeyTooShort: return DnsObservation::kWrong;
+  }
+  return DnsObservation::kTemporaryFailure;
+}
+
+void KeystoreWorld::Audit(const KeyInfo& key, KeyState from, KeyState to) {
+  if (options_.audit) options_.audit(key, from, to);
+}
+
+void KeystoreWorld::Log(LogLevel level, const std::string& message) {
+  if (options_.log) options_.log(level, message);
+}
+
+util::Result<std::unique_ptr<KeystoreLock>> KeystoreLock::Acquire(const std::string& directory) {
+  RETURN_IF_ERROR(EnsureFolder(directory));
+  const std::string path = directory + "/lock";
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return util::Err(util::ErrorCode::kIo, "cannot open " + path + ": " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    char pid[32] = {};
+    ssize_t n = ::pread(fd, pid, sizeof pid - 1, 0);
+    ::close(fd);
+    std::string holder = n > 0 ? std::string(pid, static_cast<size_t>(n)) : "another process";
+    while (!holder.empty() && (holder.back() == '\n')) holder.pop_back();
+    return util::Err(util::ErrorCode::kInvalidArgument,
+                     "the keystore " + directory + " is in use by dkimrotor (pid " + holder +
+                         "): one process at a time runs its rotation engine");
+  }
+  std::string me = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, me.data(), me.size(), 0) < 0) {
+    // The pid is only a courtesy for the error above; the lock itself is held.
+  }
+  return std::unique_ptr<KeystoreLock>(new KeystoreLock(fd));
+}
+
+KeystoreLock::~KeystoreLock() { ::close(fd_); }
+
+}  // namespace dkimrotor::keystore

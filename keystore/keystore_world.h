@@ -1,0 +1,67 @@
+// The rotation engine's real surroundings: the system clock, key files (mode 0600) and the
+// state file in the keystore folder, publish hooks, and DNS through c-ares.
+// Used by the rotation thread only (its DnsChecker's c-ares channel is not thread-safe).
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "keystore/dns_checker.h"
+#include "keystore/rotation_engine.h"
+
+namespace dkimrotor::keystore {
+
+struct HookConfig {
+  std::string path;  // absolute; run without a shell
+  std::chrono::milliseconds timeout{30000};
+};
+
+struct KeystoreWorldOptions {
+  std::string directory;
+  std::map<std::string, HookConfig> hooks;  // by domain; a domain without one waits for an admin
+  DnsCheckOptions dns;
+  std::function<void(LogLevel, const std::string&)> log;
+  std::function<void(const KeyInfo&, KeyState from, KeyState to)> audit;
+  // The clock; the system clock when empty. Integration tests pass a clock they move on, so
+  // days of schedule run in seconds against real files, hooks and DNS.
+  std::function<TimePoint()> clock;
+};
+
+class KeystoreWorld final : public RotationWorld {
+ public:
+  explicit KeystoreWorld(KeystoreWorldOptions options);
+
+  TimePoint Now() override;
+  util::Result<std::shared_ptr<const signer::PrivateKey>> CreateKey(const KeyInfo& key) override;
+  util::Result<std::shared_ptr<const signer::PrivateKey>> LoadKey(const KeyInfo& key) override;
+  util::Status DestroyKey(const KeyInfo& key) override;
+  util::Status SaveState(const std::vector<KeyInfo>& keys) override;
+  bool CanPublish(const std::string& domain) override;
+  util::Status Publish(const KeyInfo& key, bool revoke, const std::string& txt_value) override;
+  DnsObservation CheckDns(const KeyInfo& key, bool expect_revoked, std::string* detail) override;
+  void Audit(const KeyInfo& key, KeyState from, KeyState to) override;
+  void Log(LogLevel level, const std::string& message) override;
+
+ private:
+  KeystoreWorldOptions options_;
+  std::unique_ptr<DnsChecker> dns_;  // made on first use, on the thread that uses it
+};
+
+// Holds the keystore's lock file (flock): one process at a time runs the rotation engine;
+// others may read the state. Released when destroyed.
+class KeystoreLock {
+ public:
+  static util::Result<std::unique_ptr<KeystoreLock>> Acquire(const std::string& directory);
+  ~KeystoreLock();
+  KeystoreLock(const KeystoreLock&) = delete;
+  KeystoreLock& operator=(const KeystoreLock&) = delete;
+
+ private:
+  explicit KeystoreLock(int fd) : fd_(fd) {}
+  int fd_;
+};
+
+}  // namespace dkimrotor::keystore

@@ -1,0 +1,451 @@
+#include "keystore/rotation_engine.h"
+
+#include <algorithm>
+#include <ctime>
+#include <functional>
+
+#include "signer/signing_key.h"
+
+namespace dkimrotor::keystore {
+namespace {
+
+bool SameStream(const KeyInfo& k, const StreamPolicy& p) {
+  return k.domain == p.domain && k.algorithm == p.algorithm;
+}
+
+bool IsLive(KeyState s) {
+  return s == KeyState::kPending || s == KeyState::kReady || s == KeyState::kActive;
+}
+
+KeyInfo* Find(std::vector<KeyInfo>& keys, const std::string& domain, const std::string& selector) {
+  for (auto& k : keys)
+    if (k.domain == domain && k.selector == selector) return &k;
+  return nullptr;
+}
+
+std::string Strftime(TimePoint t, const char* format) {
+  std::time_t tt = static_cast<std::time_t>(ToUnix(t));
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, format, &tm);
+  return buf;
+}
+
+void ReplaceAll(std::string& s, std::string_view from, std::string_view to) {
+  for (size_t pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size()))
+    s.replace(pos, from.size(), to);
+}
+
+}  // namespace
+
+std::string KeyRecordValue(const KeyInfo& key) {
+  return std::string("v=DKIM1; k=") + (key.algorithm == "ed25519-sha256" ? "ed25519" : "rsa") +
+         "; p=" + key.public_key;
+}
+
+std::string RevokedRecordValue() { return "v=DKIM1; p="; }
+
+RotationEngine::RotationEngine(RotationOptions options, std::vector<KeyInfo> keys,
+                               RotationWorld* world, SnapshotHolder* snapshots)
+    : options_(std::move(options)), world_(world), snapshots_(snapshots), keys_(std::move(keys)) {}
+
+std::vector<KeyInfo> RotationEngine::Keys() const {
+  std::lock_guard lock(mu_);
+  return keys_;
+}
+
+util::Status RotationEngine::Start() {
+  for (const auto& k : keys_) {
+    if (k.state != KeyState::kActive) continue;
+    auto key = world_->LoadKey(k);
+    if (!key) {
+      world_->Log(LogLevel::kError, "active key " + k.selector + "._domainkey." + k.domain +
+                                        " cannot be loaded and will not sign: " + key.error().message);
+      continue;
+    }
+    loaded_[k.domain + "/" + k.selector] = *key;
+  }
+  PublishSnapshot();
+  return util::Ok();
+}
+
+// Every change is made on a copy of the keys and goes through here: saved first, then made
+// current, then audited. A failed save leaves memory, disk and the audit log as they were.
+util::Status RotationEngine::Commit(std::vector<KeyInfo> next) {
+  if (auto st = world_->SaveState(next); !st) {
+    audits_.clear();
+    return st;
+  }
+  {
+    std::lock_guard lock(mu_);
+    keys_ = std::move(next);
+  }
+  for (const auto& a : audits_) world_->Audit(a.key, a.from, a.to);
+  audits_.clear();
+  return util::Ok();
+}
+
+void RotationEngine::Transition(KeyInfo& key, KeyState to, TimePoint now) {
+  KeyState from = key.state;
+  key.state = to;
+  key.state_since = now;
+  if (to == KeyState::kActive) key.activated = now;
+  if (to == KeyState::kRetiring) key.retired = now;
+  if (to == KeyState::kRevoked) key.revoked = now;
+  audits_.push_back({key, from, to});
+}
+
+std::string RotationEngine::NewSelector(const StreamPolicy& p, TimePoint now) const {
+  const bool rsa = p.algorithm == "rsa-sha256";
+  int n = 1;
+  for (const auto& k : keys_)
+    if (SameStream(k, p)) ++n;
+  std::string s = p.selector_format;
+  ReplaceAll(s, "{stream}", p.stream);
+  ReplaceAll(s, "{yyyymmdd}", Strftime(now, "%Y%m%d"));
+  ReplaceAll(s, "{yyyymm}", Strftime(now, "%Y%m"));
+  ReplaceAll(s, "{alg}", rsa ? "rsa" : "ed25519");
+  ReplaceAll(s, "{bits}", rsa ? std::to_string(p.bits) : "");
+  ReplaceAll(s, "{n}", std::to_string(n));
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  // Never reuse a selector, not even a revoked one: add -2, -3, ... on a collision.
+  std::string candidate = s;
+  for (int suffix = 2;; ++suffix) {
+    bool taken = false;
+    for (const auto& k : keys_) taken |= (k.domain == p.domain && k.selector == candidate);
+    if (!taken) return candidate;
+    candidate = s + "-" + std::to_string(suffix);
+  }
+}
+
+util::Status RotationEngine::Generate(const StreamPolicy& p, TimePoint now) {
+  KeyInfo k;
+  k.domain = p.domain;
+  k.selector = NewSelector(p, now);
+  RETURN_IF_ERROR(signer::ValidateDnsName(k.selector, "generated selector"));
+  k.algorithm = p.algorithm;
+  k.bits = p.algorithm == "rsa-sha256" ? p.bits : 256;
+  k.state = KeyState::kPending;
+  k.created = now;
+  k.state_since = now;
+  // The key file is written first: a crash before the state is saved leaves an unused file,
+  // never a state entry without its key.
+  ASSIGN_OR_RETURN(auto key, world_->CreateKey(k));
+  k.public_key = key->dkim_public_key();
+  std::vector<KeyInfo> next = keys_;
+  next.push_back(k);
+  RETURN_IF_ERROR(Commit(std::move(next)));
+  loaded_[k.domain + "/" + k.selector] = std::move(key);
+  world_->Log(LogLevel::kInfo, "generated " + k.algorithm + " key " + k.selector + "._domainkey." +
+                                   k.domain + " (pending: waiting for DNS)");
+  return util::Ok();
+}
+
+bool RotationEngine::PublishWithBackoff(KeyInfo& key, bool revoke, TimePoint now) {
+  const std::string id = key.domain + "/" + key.selector + (revoke ? "/revoke" : "");
+  Retry& r = retries_[id];
+  if (r.failures > 0 && now < r.next) return false;
+  auto st = world_->Publish(key, revoke, revoke ? RevokedRecordValue() : KeyRecordValue(key));
+  if (st) {
+    retries_.erase(id);
+    return true;
+  }
+  ++r.failures;
+  auto delay = options_.retry_min * (1LL << std::min(r.failures - 1, 20));
+  r.next = now + std::min<std::chrono::seconds>(delay, options_.retry_max);
+  world_->Log(LogLevel::kWarning,
+              std::string(revoke ? "revoke" : "publish") + " hook failed for " + key.selector +
+                  "._domainkey." + key.domain + " (attempt " + std::to_string(r.failures) +
+                  ", next try at " + Rfc3339(r.next) + "): " + st.error().message);
+  return false;
+}
+
+util::Status RotationEngine::Step() {
+  const TimePoint now = world_->Now();
+  bool changed = false;
+  util::Status result;
+  for (const auto& p : options_.streams) {
+    auto st = StepStream(p, now, /*force_rotation=*/false, &changed);
+    if (!st && result) result = st;  // go on with the other streams; report the first error
+  }
+  if (changed) PublishSnapshot();
+  return result;
+}
+
+util::Status RotationEngine::Rotate(const std::string& domain) {
+  const TimePoint now = world_->Now();
+  bool changed = false;
+  bool known = false;
+  for (const auto& p : options_.streams) {
+    if (p.domain != domain) continue;
+    known = true;
+    RETURN_IF_ERROR(StepStream(p, now, /*force_rotation=*/true, &changed));
+  }
+  if (!known)
+    return util::Err(util::ErrorCode::kNotFound, "domain " + domain + " is not configured");
+  if (changed) PublishSnapshot();
+  return util::Ok();
+}
+
+util::Status RotationEngine::StepStream(const StreamPolicy& p, TimePoint now, bool force_rotation,
+                                        bool* changed) {
+  const std::string stream_name = p.domain + " " + p.algorithm;
+  // 1. Keep active_keys + prepublish keys on their way or in service.
+  int live = 0;
+  for (const auto& k : keys_) live += (SameStream(k, p) && IsLive(k.state)) ? 1 : 0;
+  for (; live < p.active_keys + p.prepublish; ++live) RETURN_IF_ERROR(Generate(p, now));
+
+  // 2. Pending keys: publish, then wait until DNS has served exactly them for min_propagation.
+  std::vector<std::string> pending;
+  for (const auto& k : keys_)
+    if (SameStream(k, p) && k.state == KeyState::kPending) pending.push_back(k.selector);
+  for (const auto& selector : pending) {
+    std::vector<KeyInfo> next = keys_;
+    KeyInfo& k = *Find(next, p.domain, selector);
+    bool dirty = false;
+    if (world_->CanPublish(p.domain) && !k.published) {
+      if (!PublishWithBackoff(k, false, now)) continue;
+      k.published = now;
+      dirty = true;
+    }
+    std::string detail;
+    switch (world_->CheckDns(k, /*expect_revoked=*/false, &detail)) {
+      case DnsObservation::kMatches:
+        if (!k.dns_ok_since) {
+          k.dns_ok_since = now;
+          dirty = true;
+        }
+        if (now - *k.dns_ok_since >= options_.min_propagation) {
+          Transition(k, KeyState::kReady, now);
+          dirty = true;
+        }
+        break;
+      case DnsObservation::kTemporaryFailure:
+        world_->Log(LogLevel::kDebug, "DNS check of " + selector + "._domainkey." + p.domain +
+                                          " failed for now: " + detail);
+        break;
+      default:
+        if (k.dns_ok_since) {
+          k.dns_ok_since.reset();  // propagation starts over
+          dirty = true;
+        }
+        world_->Log(LogLevel::kDebug, "waiting for DNS to serve " + selector + "._domainkey." +
+                                          p.domain + ": " + detail);
+        break;
+    }
+    if (!dirty) continue;
+    RETURN_IF_ERROR(Commit(std::move(next)));
+  }
+
+  // 3. Activation: fill up to active_keys, and every key_lifetime/active_keys replace the
+  // oldest active key with the oldest ready one, in one saved change.
+  {
+    std::vector<KeyInfo> next = keys_;
+    auto collect = [&](KeyState s, auto key_time) {
+      std::vector<KeyInfo*> out;
+      for (auto& k : next)
+        if (SameStream(k, p) && k.state == s) out.push_back(&k);
+      std::sort(out.begin(), out.end(), [&](KeyInfo* a, KeyInfo* b) {
+        return std::pair(key_time(*a), a->selector) < std::pair(key_time(*b), b->selector);
+      });
+      return out;
+    };
+    auto by_activation = [](const KeyInfo& k) { return k.activated.value_or(k.state_since); };
+    auto by_readiness = [](const KeyInfo& k) { return k.state_since; };
+    std::vector<KeyInfo*> active = collect(KeyState::kActive, by_activation);
+    std::vector<KeyInfo*> ready = collect(KeyState::kReady, by_readiness);
+    bool dirty = false;
+    size_t r = 0;
+    while (static_cast<int>(active.size()) < p.active_keys && r < ready.size()) {
+      Transition(*ready[r], KeyState::kActive, now);
+      active.push_back(ready[r++]);
+      dirty = true;
+    }
+    for (size_t a = 0; static_cast<int>(active.size() - a) > p.active_keys; ++a) {
+      Transition(*active[a], KeyState::kRetiring, now);  // active_keys lowered
+      dirty = true;
+    }
+    if (!dirty && !active.empty() && static_cast<int>(active.size()) == p.active_keys) {
+      TimePoint last{};
+      for (KeyInfo* k : active) last = std::max(last, by_activation(*k));
+      const TimePoint due = last + std::chrono::duration_cast<std::chrono::seconds>(
+                                       p.key_lifetime / p.active_keys);
+      if (force_rotation || now >= due) {
+        if (r < ready.size()) {
+          Transition(*ready[r], KeyState::kActive, now);
+          Transition(*active.front(), KeyState::kRetiring, now);
+          dirty = true;
+          late_logged_.erase(stream_name);
+        } else {
+          auto logged = late_logged_.find(stream_name);
+          if (logged == late_logged_.end() || now - logged->second >= std::chrono::hours(24)) {
+            late_logged_[stream_name] = now;
+            world_->Log(LogLevel::kWarning,
+                        "rotation of " + stream_name + " is late (due " + Rfc3339(due) +
+                            "): no key is ready, so the current keys go on signing");
+          }
+        }
+      }
+    }
+    if (dirty) {
+      RETURN_IF_ERROR(Commit(std::move(next)));
+      *changed = true;
+    }
+  }
+
+  // 4. Retiring keys past their grace: revoke in DNS, and once DNS shows it, destroy the key.
+  std::vector<std::string> retiring;
+  for (const auto& k : keys_)
+    if (SameStream(k, p) && k.state == KeyState::kRetiring) retiring.push_back(k.selector);
+  for (const auto& selector : retiring) {
+    std::vector<KeyInfo> next = keys_;
+    KeyInfo& k = *Find(next, p.domain, selector);
+    if (!k.emergency && now - k.retired.value_or(k.state_since) < p.grace) continue;
+    bool dirty = false;
+    if (world_->CanPublish(p.domain) && !k.revoke_published) {
+      if (!PublishWithBackoff(k, true, now)) continue;
+      k.revoke_published = now;
+      dirty = true;
+    }
+    std::string detail;
+    const bool revoked = world_->CheckDns(k, /*expect_revoked=*/true, &detail) == DnsObservation::kRevoked;
+    if (revoked) Transition(k, KeyState::kRevoked, now);
+    if (!revoked && !dirty) continue;
+    RETURN_IF_ERROR(Commit(std::move(next)));
+    if (!revoked) continue;
+    loaded_.erase(p.domain + "/" + selector);
+    const KeyInfo& done = *Find(keys_, p.domain, selector);
+    if (auto st = world_->DestroyKey(done); !st)
+      world_->Log(LogLevel::kError, "revoked key " + selector + "._domainkey." + p.domain +
+                                        " could not be destroyed: " + st.error().message);
+  }
+  return util::Ok();
+}
+
+util::Status RotationEngine::EmergencyRevoke(const std::string& domain, const std::string& selector) {
+  const TimePoint now = world_->Now();
+  std::vector<KeyInfo> next = keys_;
+  KeyInfo* k = Find(next, domain, selector);
+  if (k == nullptr)
+    return util::Err(util::ErrorCode::kNotFound, "no key " + selector + "._domainkey." + domain);
+  if (k->state == KeyState::kRevoked)
+    return util::Err(util::ErrorCode::kInvalidArgument,
+                     selector + "._domainkey." + domain + " is already revoked");
+  const bool was_active = k->state == KeyState::kActive;
+  k->emergency = true;
+  if (k->state != KeyState::kRetiring) Transition(*k, KeyState::kRetiring, now);
+  bool replaced = false;
+  if (was_active) {
+    KeyInfo* oldest_ready = nullptr;
+    for (auto& other : next)
+      if (other.domain == domain && other.algorithm == k->algorithm && other.state == KeyState::kReady &&
+          (!oldest_ready || other.state_since < oldest_ready->state_since))
+        oldest_ready = &other;
+    if (oldest_ready) {
+      Transition(*oldest_ready, KeyState::kActive, now);
+      replaced = true;
+    }
+  }
+  RETURN_IF_ERROR(Commit(std::move(next)));
+  PublishSnapshot();
+  bool any_active = false;
+  for (const auto& other : keys_)
+    any_active |= other.domain == domain && other.state == KeyState::kActive;
+  if (was_active && !replaced)
+    world_->Log(any_active ? LogLevel::kWarning : LogLevel::kError,
+                "emergency: " + selector + "._domainkey." + domain +
+                    " no longer signs and no ready key could replace it" +
+                    (any_active ? "" : "; the domain goes unsigned until a new key is verified"));
+  return util::Ok();
+}
+
+std::optional<TimePoint> RotationEngine::NextStep(const StreamPolicy& p) const {
+  std::lock_guard lock(mu_);
+  std::optional<TimePoint> last;
+  int active = 0;
+  for (const auto& k : keys_) {
+    if (!SameStream(k, p) || k.state != KeyState::kActive) continue;
+    ++active;
+    TimePoint t = k.activated.value_or(k.state_since);
+    if (!last || t > *last) last = t;
+  }
+  if (!last || active < p.active_keys) return std::nullopt;
+  return *last + std::chrono::duration_cast<std::chrono::seconds>(p.key_lifetime / p.active_keys);
+}
+
+void RotationEngine::PublishSnapshot() {
+  std::map<std::string, std::vector<SigningSnapshot::KeyList>, std::less<>> by_domain;
+  for (const auto& p : options_.streams) {
+    SigningSnapshot::KeyList list;
+    for (const auto& k : keys_) {
+      if (!SameStream(k, p) || k.state != KeyState::kActive) continue;
+      auto it = loaded_.find(k.domain + "/" + k.selector);
+      if (it == loaded_.end()) {
+        auto key = world_->LoadKey(k);
+        if (!key) {
+          world_->Log(LogLevel::kError, "active key " + k.selector + "._domainkey." + k.domain +
+                                            " cannot be loaded: " + key.error().message);
+          continue;
+        }
+        it = loaded_.emplace(k.domain + "/" + k.selector, *key).first;
+      }
+      auto signing = signer::SigningKey::Create({k.domain, k.selector, it->second, options_.canonicalization});
+      if (!signing) {
+        world_->Log(LogLevel::kError, signing.error().message);
+        continue;
+      }
+      list.push_back(*signing);
+    }
+    by_domain[p.domain].push_back(std::move(list));
+  }
+  snapshots_->Store(std::make_shared<const SigningSnapshot>(std::move(by_domain), ++generation_));
+}
+
+}  // namespace dkimrotor::keystore
+
+namespace dkimrotor::keystore {
+
+NextStep NextStepOf(const KeyInfo& key, const std::vector<KeyInfo>& all, const StreamPolicy& policy,
+                    std::chrono::seconds min_propagation, bool has_hook, TimePoint now) {
+  std::vector<const KeyInfo*> active;
+  bool any_ready = false;
+  for (const auto& k : all) {
+    if (k.domain != policy.domain || k.algorithm != policy.algorithm) continue;
+    if (k.state == KeyState::kActive) active.push_back(&k);
+    any_ready |= k.state == KeyState::kReady;
+  }
+  std::optional<TimePoint> step;
+  const KeyInfo* oldest = nullptr;
+  for (const KeyInfo* k : active) {
+    TimePoint t = k->activated.value_or(k->state_since);
+    if (!oldest || t < oldest->activated.value_or(oldest->state_since)) oldest = k;
+    if (!step || t > *step) step = t;
+  }
+  if (step && static_cast<int>(active.size()) >= policy.active_keys)
+    *step += std::chrono::duration_cast<std::chrono::seconds>(policy.key_lifetime / policy.active_keys);
+  else
+    step.reset();
+  const bool late = step && *step <= now && !any_ready;
+  switch (key.state) {
+    case KeyState::kPending:
+      if (key.dns_ok_since) return {"ready once DNS stays right", *key.dns_ok_since + min_propagation, false};
+      if (!key.published && has_hook) return {"publishing through the hook", std::nullopt, false};
+      if (!key.published) return {"waiting for its DNS record (see dkimrotor dns)", std::nullopt, false};
+      return {"waiting for DNS to serve it", std::nullopt, false};
+    case KeyState::kReady:
+      return {"activates at the next rotation step", step, late};
+    case KeyState::kActive:
+      if (&key == oldest || (oldest && oldest->selector == key.selector))
+        return {late ? "retires when a key is ready (rotation late)" : "retires", step, late};
+      return {"signs", std::nullopt, false};
+    case KeyState::kRetiring:
+      if (key.emergency) return {"revocation (emergency)", now, false};
+      return {"revocation", key.retired.value_or(key.state_since) + policy.grace, false};
+    case KeyState::kRevoked:
+      return {"none (revoked)", std::nullopt, false};
+  }
+  return {"", std::nullopt, false};
+}
+
+}  // namespace dkimrotor::keystore

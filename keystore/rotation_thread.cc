@@ -1,0 +1,39 @@
+#include "keystore/rotation_thread.h"
+
+namespace dkimrotor::keystore {
+
+RotationThread::RotationThread(RotationEngine* engine, std::chrono::milliseconds poll,
+                               std::function<void(LogLevel, const std::string&)> log)
+    : engine_(engine), poll_(poll), log_(std::move(log)),
+      thread_([this](std::stop_token stop) { Run(stop); }) {}
+
+RotationThread::~RotationThread() {
+  thread_.request_stop();
+  cv_.notify_all();
+}
+
+void RotationThread::WakeUp() {
+  {
+    std::lock_guard lock(mu_);
+    wake_ = true;
+  }
+  cv_.notify_all();
+}
+
+uint64_t RotationThread::steps() const {
+  std::lock_guard lock(mu_);
+  return steps_;
+}
+
+void RotationThread::Run(std::stop_token stop) {
+  while (!stop.stop_requested()) {
+    if (auto st = engine_->Step(); !st && log_)
+      log_(LogLevel::kError, "rotation step failed, keys unchanged, signing goes on: " + st.error().message);
+    std::unique_lock lock(mu_);
+    ++steps_;
+    cv_.wait_for(lock, stop, poll_, [this] { return wake_; });
+    wake_ = false;
+  }
+}
+
+}  // namespace dkimrotor::keystore

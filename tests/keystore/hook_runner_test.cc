@@ -1,0 +1,82 @@
+#include "keystore/hook_runner.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+namespace dkimrotor::keystore {
+namespace {
+
+using std::chrono::milliseconds;
+
+class HookRunnerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/dkimrotor-hook-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::string Script(const std::string& name, const std::string& body) {
+    std::string path = dir_ + "/" + name;
+    std::ofstream(path) << "#!/bin/sh\n" << body << "\n";
+    ::chmod(path.c_str(), 0700);
+    return path;
+  }
+  std::string dir_;
+};
+
+TEST_F(HookRunnerTest, PassesArgumentsVerbatimWithoutAShell) {
+  const std::string out = dir_ + "/args";
+  std::string hook = Script("record", "for a in \"$@\"; do printf '%s\\n' \"$a\"; done > " + out);
+  // A value a shell would expand or split: it must arrive as one untouched argument.
+  const std::string value = "v=DKIM1; p=$(touch " + dir_ + "/pwned) `id` *";
+  ASSERT_TRUE(RunHookChecked({hook, "publish", "example.com", "s1", value}, milliseconds(5000)).has_value());
+  std::ifstream in(out);
+  std::string line;
+  std::vector<std::string> got;
+  while (std::getline(in, line)) got.push_back(line);
+  EXPECT_EQ(got, (std::vector<std::string>{"publish", "example.com", "s1", value}));
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/pwned"));
+}
+
+TEST_F(HookRunnerTest, FailureReportsStatusAndStderr) {
+  std::string hook = Script("fail", "echo 'zone example.com: NOTAUTH' >&2; exit 3");
+  auto st = RunHookChecked({hook, "publish", "example.com", "s1", "v=DKIM1; p="}, milliseconds(5000));
+  ASSERT_FALSE(st.has_value());
+  EXPECT_NE(st.error().message.find("exited with status 3"), std::string::npos) << st.error().message;
+  EXPECT_NE(st.error().message.find("NOTAUTH"), std::string::npos) << st.error().message;
+}
+
+TEST_F(HookRunnerTest, HangingHookIsKilledAtTheTimeout) {
+  std::string hook = Script("hang", "sleep 30 & sleep 30");
+  const auto start = std::chrono::steady_clock::now();
+  auto r = RunHook({hook}, milliseconds(300));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->timed_out);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+  auto st = RunHookChecked({hook}, milliseconds(200));
+  ASSERT_FALSE(st.has_value());
+  EXPECT_NE(st.error().message.find("killed after 200 ms"), std::string::npos) << st.error().message;
+}
+
+TEST_F(HookRunnerTest, StderrIsBounded) {
+  std::string hook = Script("chatty", "head -c 100000 /dev/zero | tr '\\0' x >&2; exit 1");
+  auto r = RunHook({hook}, milliseconds(5000));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->exit_status, 1);
+  EXPECT_EQ(r->stderr_text.size(), kMaxHookStderr);
+}
+
+TEST_F(HookRunnerTest, MissingOrRelativeHookIsAnError) {
+  EXPECT_FALSE(RunHook({dir_ + "/does-not-exist"}, milliseconds(1000)).has_value());
+  EXPECT_FALSE(RunHook({"relative/hook"}, milliseconds(1000)).has_value());
+}
+
+}  // namespace
+}  // namespace dkimrotor::keystore

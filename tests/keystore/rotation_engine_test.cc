@@ -1,0 +1,371 @@
+// The rotation engine in simulated time: years of schedule in well under a second, with the
+// M3AAWG invariants checked at every step, and crashes, failing hooks, wrong and slow DNS.
+#include "keystore/rotation_engine.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "keystore/state_store.h"
+
+namespace dkimrotor::keystore {
+namespace {
+
+using std::chrono::hours;
+using std::chrono::minutes;
+using std::chrono::seconds;
+constexpr seconds kDay{86400};
+
+// The world as the engine sees it, all in memory: a clock the test moves, key files in a map,
+// the state file as the JSON text last saved, a DNS zone where published records appear after
+// a propagation delay, and a record of every transition for the invariants.
+class FakeWorld : public RotationWorld {
+ public:
+  TimePoint now = FromUnix(1'800'000'000);
+  bool can_publish = true;
+  seconds propagation{minutes(30)};
+  int publish_failures_left = 0;    // the hook fails this many more times
+  bool dns_down = false;            // every query times out
+  bool disk_full = false;           // SaveState fails
+  std::string publish_wrong_key_for;  // the hook publishes a different key for this selector
+  std::string saved_state;          // the state file's content
+  int saves = 0;
+  std::map<std::string, std::shared_ptr<const signer::PrivateKey>> key_files;
+  struct Record {
+    std::string value;
+    TimePoint visible_from;
+  };
+  std::map<std::string, Record> dns;  // by "selector._domainkey.domain"
+  struct Audited {
+    KeyInfo key;
+    KeyState from, to;
+    TimePoint at;
+  };
+  std::vector<Audited> audit;
+  std::vector<std::string> warnings, errors;
+
+  static std::string Name(const KeyInfo& k) { return k.selector + "._domainkey." + k.domain; }
+
+  TimePoint Now() override { return now; }
+  util::Result<std::shared_ptr<const signer::PrivateKey>> CreateKey(const KeyInfo& k) override {
+    ASSIGN_OR_RETURN(auto key, signer::PrivateKey::Generate(signer::Algorithm::kEd25519Sha256, 0));
+    key_files[Name(k)] = key;
+    return key;
+  }
+  util::Result<std::shared_ptr<const signer::PrivateKey>> LoadKey(const KeyInfo& k) override {
+    auto it = key_files.find(Name(k));
+    if (it == key_files.end()) return util::Err(util::ErrorCode::kNotFound, "no key file");
+    return it->second;
+  }
+  util::Status DestroyKey(const KeyInfo& k) override {
+    key_files.erase(Name(k));
+    return util::Ok();
+  }
+  util::Status SaveState(const std::vector<KeyInfo>& keys) override {
+    if (disk_full) return util::Err(util::ErrorCode::kIo, "No space left on device");
+    saved_state = StateToJson(keys);
+    ++saves;
+    return util::Ok();
+  }
+  bool CanPublish(const std::string&) override { return can_publish; }
+  util::Status Publish(const KeyInfo& k, bool revoke, const std::string& value) override {
+    if (publish_failures_left > 0) {
+      --publish_failures_left;
+      return util::Err(util::ErrorCode::kIo, "hook exited with status 1");
+    }
+    std::string v = value;
+    if (!revoke && k.selector == publish_wrong_key_for) v = "v=DKIM1; k=ed25519; p=AAAA";
+    SetRecord(Name(k), v);
+    return util::Ok();
+  }
+  void SetRecord(const std::string& name, const std::string& value) {
+    dns[name] = Record{value, now + propagation};
+  }
+  DnsObservation CheckDns(const KeyInfo& k, bool expect_revoked, std::string* detail) override {
+    if (dns_down) {
+      *detail = "timed out";
+      return DnsObservation::kTemporaryFailure;
+    }
+    auto it = dns.find(Name(k));
+    if (it == dns.end() || it->second.visible_from > now) return DnsObservation::kMissing;
+    if (it->second.value == RevokedRecordValue()) return DnsObservation::kRevoked;
+    (void)expect_revoked;
+    return it->second.value == KeyRecordValue(k) ? DnsObservation::kMatches : DnsObservation::kWrong;
+  }
+  void Audit(const KeyInfo& k, KeyState from, KeyState to) override {
+    audit.push_back({k, from, to, now});
+  }
+  void Log(LogLevel level, const std::string& message) override {
+    if (level == LogLevel::kWarning) warnings.push_back(message);
+    if (level == LogLevel::kError) errors.push_back(message);
+  }
+};
+
+StreamPolicy Policy(int active_keys) {
+  StreamPolicy p;
+  p.domain = "example.com";
+  p.stream = "mta1";
+  p.algorithm = "ed25519-sha256";
+  p.active_keys = active_keys;
+  p.key_lifetime = 120 * kDay;
+  p.prepublish = 1;
+  p.grace = 14 * kDay;
+  return p;
+}
+
+RotationOptions Options(int active_keys) {
+  RotationOptions o;
+  o.streams = {Policy(active_keys)};
+  o.min_propagation = hours(1);
+  return o;
+}
+
+int CountIn(const std::vector<KeyInfo>& keys, KeyState s) {
+  int n = 0;
+  for (const auto& k : keys) n += k.state == s ? 1 : 0;
+  return n;
+}
+
+// Checks the invariants after a step; `prop` is min_propagation.
+void CheckInvariants(const FakeWorld& world, const std::vector<KeyInfo>& keys, int active_keys,
+                     const SnapshotHolder& holder, seconds prop, seconds grace) {
+  const int active = CountIn(keys, KeyState::kActive);
+  ASSERT_LE(active, active_keys);
+  if (CountIn(keys, KeyState::kReady) > 0) {
+    ASSERT_GE(active, 1) << "a verified key exists but none signs";
+  }
+  std::set<std::string> selectors;
+  for (const auto& k : keys) {
+    ASSERT_TRUE(selectors.insert(k.selector).second) << "selector reused: " << k.selector;
+    if (k.state == KeyState::kActive) {
+      auto it = world.dns.find(FakeWorld::Name(k));
+      ASSERT_NE(it, world.dns.end()) << k.selector << " signs but is not in DNS";
+      ASSERT_EQ(it->second.value, KeyRecordValue(k)) << k.selector << " signs but DNS serves another key";
+      ASSERT_LE(it->second.visible_from + prop, k.activated.value()) << k.selector << " activated before propagation";
+    }
+    if (k.state == KeyState::kRevoked) {
+      ASSERT_FALSE(world.key_files.count(FakeWorld::Name(k))) << "revoked key not destroyed";
+      if (!k.emergency) {
+        ASSERT_GE(*k.revoked - *k.retired, grace) << k.selector << " revoked before grace";
+      }
+    }
+  }
+  auto snap = holder.Load();
+  ASSERT_NE(snap, nullptr);
+  EXPECT_EQ(static_cast<int>(snap->Pick("example.com").size()), active > 0 ? 1 : 0);
+}
+
+class RotationScheduleTest : public ::testing::TestWithParam<std::tuple<int, bool>> {};
+
+// Two years, polled hourly, for 1, 2 and 3 active keys; the crash variant rebuilds the engine
+// from the last saved state file before every step, as a kill -9 and restart would.
+TEST_P(RotationScheduleTest, TwoYearsKeepEveryInvariant) {
+  const auto [active_keys, crash_every_step] = GetParam();
+  FakeWorld world;
+  SnapshotHolder holder;
+  auto options = Options(active_keys);
+  auto engine = std::make_unique<RotationEngine>(options, std::vector<KeyInfo>{}, &world, &holder);
+  ASSERT_TRUE(engine->Start().has_value());
+  const TimePoint start = world.now;
+  for (TimePoint end = start + 730 * kDay; world.now < end; world.now += hours(1)) {
+    if (crash_every_step && world.saves > 0) {
+      auto reloaded = StateFromJson(world.saved_state, "state.json");
+      ASSERT_TRUE(reloaded.has_value()) << reloaded.error().message;
+      engine = std::make_unique<RotationEngine>(options, *reloaded, &world, &holder);
+      ASSERT_TRUE(engine->Start().has_value());
+    }
+    ASSERT_TRUE(engine->Step().has_value());
+    ASSERT_NO_FATAL_FAILURE(CheckInvariants(world, engine->Keys(), active_keys, holder,
+                                            options.min_propagation, Policy(1).grace));
+    if (world.now - start > 2 * kDay) {
+      ASSERT_EQ(CountIn(engine->Keys(), KeyState::kActive), active_keys) << "not fully staffed";
+    }
+  }
+  // Each key signs for key_lifetime once the schedule is steady: about 730/120 replacements per
+  // active slot, plus the first fill.
+  int activations = 0;
+  for (const auto& a : world.audit) activations += a.to == KeyState::kActive ? 1 : 0;
+  const int steps = static_cast<int>(730 / (120.0 / active_keys));
+  EXPECT_GE(activations, active_keys + steps - 1);
+  EXPECT_LE(activations, active_keys + steps + 1);
+  EXPECT_GT(CountIn(engine->Keys(), KeyState::kRevoked), 0);
+  EXPECT_TRUE(world.errors.empty()) << world.errors.front();
+}
+
+INSTANTIATE_TEST_SUITE_P(ActiveKeysAndCrashes, RotationScheduleTest,
+                         ::testing::Combine(::testing::Values(1, 2, 3), ::testing::Bool()));
+
+TEST(RotationEngine, KeyWithWrongDnsRecordNeverSigns) {
+  FakeWorld world;
+  SnapshotHolder holder;
+  auto options = Options(1);
+  options.streams[0].prepublish = 0;
+  RotationEngine engine(options, {}, &world, &holder);
+  ASSERT_TRUE(engine.Start().has_value());
+  ASSERT_TRUE(engine.Step().has_value());  // generates and publishes the first key
+  world.publish_wrong_key_for = engine.Keys().at(0).selector;
+  world.dns.clear();
+  // Republishing is not forced; DNS is set to a wrong key by "someone else".
+  world.SetRecord(FakeWorld::Name(engine.Keys().at(0)), "v=DKIM1; k=ed25519; p=AAAA");
+  for (int i = 0; i < 24 * 30; ++i, world.now += hours(1)) ASSERT_TRUE(engine.Step().has_value());
+  EXPECT_EQ(engine.Keys().at(0).state, KeyState::kPending);
+  EXPECT_TRUE(holder.Load()->Pick("example.com").empty());
+}
+
+TEST(RotationEngine, WithoutHookKeysWaitForTheDnsAdmin) {
+  FakeWorld world;
+  world.can_publish = false;
+  SnapshotHolder holder;
+  RotationEngine engine(Options(2), {}, &world, &holder);
+  ASSERT_TRUE(engine.Start().has_value());
+  for (int i = 0; i < 48; ++i, world.now += hours(1)) ASSERT_TRUE(engine.Step().has_value());
+  EXPECT_EQ(CountIn(engine.Keys(), KeyState::kPending), 3);
+  EXPECT_TRUE(world.dns.empty());
+  // The admin publishes the records `dkimrotor dns` prints; after propagation they sign.
+  for (const auto& k : engine.Keys()) world.SetRecord(FakeWorld::Name(k), KeyRecordValue(k));
+  for (int i = 0; i < 3; ++i, world.now += hours(1)) ASSERT_TRUE(engine.Step().has_value());
+  EXPECT_EQ(CountIn(engine.Keys(), KeyState::kActive), 2);
+  EXPECT_EQ(CountIn(engine.Keys(), KeyState::kReady), 1);
+}
+
+TEST(RotationEngine, LateRotationKeepsSigningAndSaysSo) {
+  FakeWorld world;
+  SnapshotHolder holder;
+  auto options = Options(1);
+  RotationEngine engine(options, {}, &world, &holder);
+  ASSERT_TRUE(engine.Start().has_value());
+  for (int i = 0; i < 4; ++i, world.now += hours(1)) ASSERT_TRUE(engine.Step().has_value());
+  ASSERT_EQ(CountIn(engine.Keys(), KeyState::kActive), 1);
+  // From now on no new key gets through DNS: the spare is used, then rotation is late.
+  world.dns_down = true;
+  for (int i = 0; i < 24 * 300; ++i, world.now += hours(1)) ASSERT_TRUE(engine.Step().has_value());
+  EXPECT_EQ(CountIn(engine.Keys(), KeyState::kActive), 1);
+  EXPECT_EQ(holder.Load()->Pick("example.com").size(), 1u);
+  bool late = false;
+  for (const auto& w : world.warnings) late |= w.find("is late") != std::string::npos;
+  EXPECT_TRUE(late);
+}
+
+TEST(RotationEngine, FailingHookIsRetriedWithBackoffWhileSigningGoesOn) {
+  FakeWorld world;
+  SnapshotHolder holder;
+  RotationEngine engine(Options(1), {}, &world, &holder);
+  ASSERT_TRUE(engine.Start().has_value());
+  world.publish_failures_left = 5;
+  for (int i = 0; i < 6 * 60; ++i, world.now += minutes(1)) ASSERT_TRUE(engine.Step().has_value());
+  // 5 failures at 1, 2, 4, 8, 16 minutes of backoff, then success for both keys.
+  EXPECT_EQ(world.warnings.size(), 5u);
+  EXPECT_EQ(CountIn(engine.Keys(), KeyState::kActive), 1);
+}
+
+TEST(RotationEngine, DnsTimeoutsKeepKeysPendingWithoutLosingProgress) {
+  FakeWorld world;
+  world.propagation = seconds(0);
+  SnapshotHolder holder;
+  auto options = Options(1);
+  options.min_propagation = hours(2);
+  RotationEngine engine(options, {}, &world, &holder);
+  ASSERT_TRUE(engine.Start().has_value());
+  ASSERT_TRUE(engine.Step().has_value());  // published, seen right: dns_ok_since set
+  ASSERT_TRUE(engine.Keys().at(0).dns_ok_since.has_value());
+  world.dns_down = true;
+  world.now += hours(3);
+  ASSERT_TRUE(engine.Step().has_value());
+  EXPECT_EQ(engine.Keys().at(0).state, KeyState::kPending);
+  EXPECT_TRUE(engine.Keys().at(0).dns_ok_since.has_value());  // a timeout is not a mismatch
+  world.dns_down = false;
+  ASSERT_TRUE(engine.Step().has_value());
+  EXPECT_EQ(engine.Keys().at(0).state, KeyState::kActive);
+}
+
+TEST(RotationEngine, FullDiskChangesNothing) {
+  FakeWorld world;
+  SnapshotHolder holder;
+  RotationEngine engine(Options(1), {}, &world, &holder);
+  ASSERT_TRUE(engine.Start().has_value());
+  for (int i = 0; i < 4; ++i, world.now += hours(1)) ASSERT_TRUE(engine.Step().has_value());
+  const auto before = engine.Keys();
+  const auto snapshot = holder.Load();
+  world.disk_full = true;
+  world.now += 130 * kDay;  // a rotation is due
+  auto st = engine.Step();
+  ASSERT_FALSE(st.has_value());
+  EXPECT_NE(st.error().message.find("No space"), std::string::npos);
+  EXPECT_EQ(StateToJson(engine.Keys()), StateToJson(before));
+  EXPECT_EQ(holder.Load(), snapshot);  // still signing with the same keys
+  world.disk_full = false;
+  ASSERT_TRUE(engine.Step().has_value());
+  EXPECT_NE(StateToJson(engine.Keys()), StateToJson(before));
+}
+
+TEST(RotationEngine, EmergencyReplacesTheKeyAndRevokesWithoutGrace) {
+  FakeWorld world;
+  SnapshotHolder holder;
+  RotationEngine engine(Options(1), {}, &world, &holder);
+  ASSERT_TRUE(engine.Start().has_value());
+  for (int i = 0; i < 4; ++i, world.now += hours(1)) ASSERT_TRUE(engine.Step().has_value());
+  std::string compromised;
+  for (const auto& k : engine.Keys())
+    if (k.state == KeyState::kActive) compromised = k.selector;
+  ASSERT_TRUE(engine.EmergencyRevoke("example.com", compromised).has_value());
+  auto picked = holder.Load()->Pick("example.com");
+  ASSERT_EQ(picked.size(), 1u);
+  EXPECT_NE(picked[0]->selector(), compromised);
+  world.now += hours(1);
+  ASSERT_TRUE(engine.Step().has_value());  // revoke published at once, no grace
+  world.now += hours(1);
+  ASSERT_TRUE(engine.Step().has_value());  // and seen in DNS
+  for (const auto& k : engine.Keys())
+    if (k.selector == compromised) {
+      EXPECT_EQ(k.state, KeyState::kRevoked);
+    }
+  EXPECT_FALSE(world.key_files.count(compromised + "._domainkey.example.com"));
+}
+
+TEST(RotationEngine, EmergencyOnTheLastKeyLeavesTheDomainUnsigned) {
+  FakeWorld world;
+  SnapshotHolder holder;
+  auto options = Options(1);
+  options.streams[0].prepublish = 0;
+  RotationEngine engine(options, {}, &world, &holder);
+  ASSERT_TRUE(engine.Start().has_value());
+  for (int i = 0; i < 4; ++i, world.now += hours(1)) ASSERT_TRUE(engine.Step().has_value());
+  const std::string only = engine.Keys().at(0).selector;
+  ASSERT_TRUE(engine.EmergencyRevoke("example.com", only).has_value());
+  EXPECT_TRUE(holder.Load()->Pick("example.com").empty());
+  EXPECT_TRUE(holder.Load()->HasDomain("example.com"));
+  ASSERT_FALSE(world.errors.empty());
+  EXPECT_NE(world.errors.back().find("unsigned"), std::string::npos);
+}
+
+TEST(RotationEngine, ManualRotateStepsNow) {
+  FakeWorld world;
+  SnapshotHolder holder;
+  RotationEngine engine(Options(1), {}, &world, &holder);
+  ASSERT_TRUE(engine.Start().has_value());
+  for (int i = 0; i < 4; ++i, world.now += hours(1)) ASSERT_TRUE(engine.Step().has_value());
+  const std::string before = holder.Load()->Pick("example.com").at(0)->selector();
+  ASSERT_TRUE(engine.Rotate("example.com").has_value());
+  EXPECT_NE(holder.Load()->Pick("example.com").at(0)->selector(), before);
+  EXPECT_FALSE(engine.Rotate("unknown.example").has_value());
+}
+
+TEST(SigningSnapshot, PicksRoundRobinPerAlgorithm) {
+  FakeWorld world;
+  SnapshotHolder holder;
+  RotationEngine engine(Options(3), {}, &world, &holder);
+  ASSERT_TRUE(engine.Start().has_value());
+  for (int i = 0; i < 4; ++i, world.now += hours(1)) ASSERT_TRUE(engine.Step().has_value());
+  std::map<std::string, int> uses;
+  auto snap = holder.Load();
+  for (int i = 0; i < 300; ++i) ++uses[snap->Pick("example.com").at(0)->selector()];
+  ASSERT_EQ(uses.size(), 3u);
+  for (const auto& [selector, n] : uses) EXPECT_EQ(n, 100) << selector;
+  EXPECT_TRUE(snap->Pick("other.example").empty());
+}
+
+}  // namespace
+}  // namespace dkimrotor::keystore

@@ -1,0 +1,93 @@
+#include "keystore/state_store.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "util/file.h"
+
+namespace dkimrotor::keystore {
+namespace {
+
+class StateStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/dkimrotor-state-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  static KeyInfo SampleKey() {
+    KeyInfo k;
+    k.domain = "example.com";
+    k.selector = "mta1-20261122-rsa2048";
+    k.algorithm = "rsa-sha256";
+    k.bits = 2048;
+    k.state = KeyState::kRetiring;
+    k.created = FromUnix(1'800'000'000);
+    k.state_since = FromUnix(1'800'100'000);
+    k.published = FromUnix(1'800'000'010);
+    k.dns_ok_since = FromUnix(1'800'000'600);
+    k.activated = FromUnix(1'800'007'200);
+    k.retired = FromUnix(1'800'100'000);
+    k.emergency = true;
+    k.public_key = "MIIBIjANBg";
+    return k;
+  }
+
+  std::string dir_;
+};
+
+TEST_F(StateStoreTest, RoundTripsEveryField) {
+  ASSERT_TRUE(SaveState(dir_, {SampleKey()}).has_value());
+  auto loaded = LoadState(dir_);
+  ASSERT_TRUE(loaded.has_value()) << loaded.error().message;
+  ASSERT_EQ(loaded->size(), 1u);
+  EXPECT_EQ(StateToJson(*loaded), StateToJson({SampleKey()}));
+  EXPECT_FALSE(loaded->at(0).revoked.has_value());
+  EXPECT_FALSE(std::filesystem::exists(StatePath(dir_) + ".tmp"));
+  EXPECT_EQ(std::filesystem::status(StatePath(dir_)).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+}
+
+TEST_F(StateStoreTest, MissingStateInAnEmptyFolderIsAnEmptyKeystore) {
+  auto loaded = LoadState(dir_);
+  ASSERT_TRUE(loaded.has_value());
+  EXPECT_TRUE(loaded->empty());
+}
+
+TEST_F(StateStoreTest, MissingStateBesideKeyFilesIsRefused) {
+  std::filesystem::create_directory(dir_ + "/keys");
+  std::ofstream(dir_ + "/keys/s1._domainkey.example.com.pem") << "x";
+  auto loaded = LoadState(dir_);
+  ASSERT_FALSE(loaded.has_value());
+  EXPECT_NE(loaded.error().message.find("restore state.json"), std::string::npos) << loaded.error().message;
+}
+
+TEST_F(StateStoreTest, CorruptStateIsRefusedNotRepaired) {
+  for (const char* text : {"{not json", "{\"version\": 99, \"keys\": []}", "{\"version\": 1}",
+                           "{\"version\": 1, \"keys\": [{\"domain\": \"a\"}]}",
+                           "{\"version\": 1, \"keys\": [{\"domain\": \"a\", \"selector\": \"s\", "
+                           "\"algorithm\": \"rsa-sha256\", \"bits\": 2048, \"state\": \"bogus\", "
+                           "\"created\": 1, \"state_since\": 1, \"public_key\": \"\"}]}"}) {
+    std::ofstream(StatePath(dir_)) << text;
+    auto loaded = LoadState(dir_);
+    ASSERT_FALSE(loaded.has_value()) << text;
+    EXPECT_NE(loaded.error().message.find("restore it from a backup"), std::string::npos)
+        << loaded.error().message;
+    EXPECT_TRUE(std::filesystem::exists(StatePath(dir_))) << "the evidence must stay";
+  }
+}
+
+TEST_F(StateStoreTest, KeyPathNamesTheRecord) {
+  EXPECT_EQ(KeyPath("/var/lib/dkimrotor", SampleKey()),
+            "/var/lib/dkimrotor/keys/mta1-20261122-rsa2048._domainkey.example.com.pem");
+}
+
+TEST(Rfc3339, FormatsUtc) { EXPECT_EQ(Rfc3339(FromUnix(1'795'392'350)), "2026-11-23T00:05:50Z"); }
+
+}  // namespace
+}  // namespace dkimrotor::keystore
