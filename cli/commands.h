@@ -12,5 +12,9 @@ inline constexpr int kExitFailure = 1;
 inline constexpr int kExitUsage = 2;
 
 int RunSign(std::span<char*> args);
+int RunKeys(std::span<char*> args);
+int RunDns(std::span<char*> args);
+int RunCheck(std::span<char*> args);
+int RunRotate(std::span<char*> args);
 
 }  // namespace dkimrotor::cli

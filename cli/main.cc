@@ -12,6 +12,10 @@ constexpr const char* kUsage =
     "\n"
     "commands:\n"
     "  sign    sign the message on stdin, write it signed on stdout\n"
+    "  keys    list the keystore's keys and what happens next; keys import adds one\n"
+    "  dns     print the DNS records of every key, as zone-file lines\n"
+    "  check   check configuration, key files and DNS; exit 1 on any error\n"
+    "  rotate  one rotation step now, or an emergency revocation (--emergency)\n"
     "\n"
     "Run 'dkimrotor COMMAND --help' for a command's options.\n";
 
@@ -26,6 +30,10 @@ int main(int argc, char** argv) {
   std::string_view command = argv[1];
   std::span<char*> rest(argv + 2, static_cast<size_t>(argc - 2));
   if (command == "sign") return RunSign(rest);
+  if (command == "keys") return RunKeys(rest);
+  if (command == "dns") return RunDns(rest);
+  if (command == "check") return RunCheck(rest);
+  if (command == "rotate") return RunRotate(rest);
   if (command == "--help" || command == "-h" || command == "help") {
     std::fputs(kUsage, stdout);
     return kExitOk;

@@ -1,0 +1,64 @@
+#include "cli/wiring.h"
+
+#include <algorithm>
+
+#include "conf/loader.h"
+#include "signer/canonicalization.h"
+
+namespace dkimrotor::cli {
+
+util::Result<keystore::RotationOptions> RotationOptionsFrom(const conf::Config& config) {
+  keystore::RotationOptions o;
+  ASSIGN_OR_RETURN(o.canonicalization, signer::ParseCanonicalization(config.signing.canonicalization));
+  o.min_propagation = config.dns.min_propagation;
+  for (const auto& d : config.domains) {
+    for (const auto& algorithm : d.algorithms) {
+      keystore::StreamPolicy p;
+      p.domain = d.domain;
+      p.stream = d.stream;
+      p.algorithm = algorithm;
+      p.bits = d.bits;
+      p.active_keys = d.active_keys;
+      p.key_lifetime = d.key_lifetime;
+      p.prepublish = d.prepublish;
+      p.grace = d.grace;
+      p.selector_format = d.selector_format;
+      o.streams.push_back(std::move(p));
+    }
+  }
+  return o;
+}
+
+keystore::DnsCheckOptions DnsOptionsFrom(const conf::Config& config) {
+  keystore::DnsCheckOptions o;
+  o.resolvers = config.dns.resolvers;
+  o.check_authoritative = config.dns.check_authoritative;
+  o.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(config.dns.timeout);
+  // A resolver on a port other than 53 is a lab or test setup whose authoritative servers
+  // listen on that port too (README: "DNS checks"); conf has validated the syntax.
+  for (const auto& r : config.dns.resolvers) {
+    std::string port;
+    if (r.starts_with("[")) {
+      if (auto end = r.find("]:"); end != std::string::npos) port = r.substr(end + 2);
+    } else if (std::count(r.begin(), r.end(), ':') == 1) {
+      port = r.substr(r.find(':') + 1);
+    }
+    if (!port.empty()) o.authoritative_port = static_cast<uint16_t>(std::stoi(port));
+  }
+  return o;
+}
+
+keystore::KeystoreWorldOptions WorldOptionsFrom(const conf::Config& config) {
+  keystore::KeystoreWorldOptions o;
+  o.directory = config.keystore.directory;
+  o.dns = DnsOptionsFrom(config);
+  for (const auto& d : config.domains)
+    if (!d.publish_hook.empty())
+      o.hooks[d.domain] = keystore::HookConfig{
+          d.publish_hook, std::chrono::duration_cast<std::chrono::milliseconds>(d.hook_timeout)};
+  return o;
+}
+
+util::Result<conf::Config> LoadConfigFile(const std::string& path) { return conf::LoadConfig(path); }
+
+}  // namespace dkimrotor::cli

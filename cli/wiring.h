@@ -1,0 +1,22 @@
+// Turns the configuration into each module's options: the one place that knows both conf's
+// structs and the keystore's. Stateless; safe from any thread.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "conf/config.h"
+#include "keystore/keystore_world.h"
+#include "keystore/rotation_engine.h"
+#include "util/result.h"
+
+namespace dkimrotor::cli {
+
+util::Result<keystore::RotationOptions> RotationOptionsFrom(const conf::Config& config);
+keystore::KeystoreWorldOptions WorldOptionsFrom(const conf::Config& config);
+keystore::DnsCheckOptions DnsOptionsFrom(const conf::Config& config);
+
+// Loads the configuration named by -c, printing any error; nullopt-like failure as Result.
+util::Result<conf::Config> LoadConfigFile(const std::string& path);
+
+}  // namespace dkimrotor::cli

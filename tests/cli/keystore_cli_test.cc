@@ -1,0 +1,174 @@
+// `dkimrotor keys | dns | check | rotate | keys import` as processes, against a keystore whose
+// keys are published by contrib/hooks/nsupdate into a real Knot on loopback.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "signer/private_key.h"
+#include "tests/keystore/knot_server.h"
+
+namespace dkimrotor::cli {
+namespace {
+
+using keystore::testing::KnotServer;
+using keystore::testing::ProcessResult;
+using keystore::testing::RunProcess;
+
+class KeystoreCliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!KnotServer::Available()) GTEST_SKIP() << "knotd is not installed";
+    KnotServer::Options options;
+    options.zones = {"example.test"};
+    auto knot = KnotServer::Start(options);
+    ASSERT_TRUE(knot.has_value()) << knot.error().message;
+    knot_ = std::move(*knot);
+    config_ = knot_->dir() + "/dkimrotor.conf";
+    WriteConfig("0s");
+  }
+
+  void WriteConfig(const std::string& min_propagation, const std::string& hook = "") {
+    std::ofstream(config_) << "keystore: { directory = \"" << knot_->dir() << "/keystore\"; };\n"
+                           << "dns: { resolvers = [\"" << knot_->address() << "\"]; check_authoritative = true;\n"
+                           << "       min_propagation = \"" << min_propagation << "\"; timeout = \"2s\"; };\n"
+                           << "domains = ( { domain = \"example.test\"; stream = \"mta1\";\n"
+                           << "  algorithms = [\"rsa-sha256\", \"ed25519-sha256\"]; bits = 1024;\n"
+                           << "  active_keys = 1; prepublish = 1; key_lifetime = \"30d\"; grace = \"7d\";\n"
+                           << "  publish_hook = \"" << (hook.empty() ? std::string(DKIMROTOR_SOURCE_DIR) + "/contrib/hooks/nsupdate" : hook)
+                           << "\"; } );\n";
+  }
+
+  ProcessResult Run(std::vector<std::string> args) {
+    args.insert(args.begin(), DKIMROTOR_BINARY);
+    auto r = RunProcess(args, {{"PATH", "/usr/bin:/bin:/usr/sbin"},
+                               {"DKIMROTOR_NS_SERVER", knot_->listen()},
+                               {"DKIMROTOR_NS_PORT", std::to_string(knot_->port())},
+                               {"DKIMROTOR_NS_TSIG", knot_->tsig_key_file()},
+                               {"DKIMROTOR_NS_CONFIG", knot_->dir() + "/none.env"}});
+    EXPECT_TRUE(r.has_value()) << r.error().message;
+    return r ? *r : ProcessResult{};
+  }
+
+  nlohmann::json KeysJson() {
+    auto r = Run({"keys", "-c", config_, "--json"});
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return nlohmann::json::parse(r.output, nullptr, false);
+  }
+
+  std::unique_ptr<KnotServer> knot_;
+  std::string config_;
+};
+
+TEST_F(KeystoreCliTest, RotateDrivesKeysToActiveAndTheOtherCommandsShowIt) {
+  // No keys yet: keys lists the domain, check has nothing to fail on.
+  auto empty = KeysJson();
+  ASSERT_EQ(empty["domains"].size(), 1u);
+  EXPECT_TRUE(empty["domains"][0]["keys"].empty());
+  // The first rotate finds no keys: it generates, publishes and (min_propagation 0) activates.
+  auto r = Run({"rotate", "-c", config_, "--domain", "example.test"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto keys = KeysJson();
+  ASSERT_EQ(keys["domains"][0]["keys"].size(), 4u) << keys.dump(2);  // 1 active + 1 spare, x2 algorithms
+  int active = 0;
+  for (const auto& k : keys["domains"][0]["keys"]) {
+    active += k["state"] == "active";
+    EXPECT_FALSE(k["created"].get<std::string>().empty());
+    struct stat st {};
+    const std::string pem = knot_->dir() + "/keystore/keys/" + k["selector"].get<std::string>() + "._domainkey.example.test.pem";
+    ASSERT_EQ(::stat(pem.c_str(), &st), 0) << pem;
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+  }
+  EXPECT_GE(active, 2) << keys.dump(2);
+
+  auto check = Run({"check", "-c", config_});
+  EXPECT_EQ(check.exit_code, 0) << check.output;
+  EXPECT_NE(check.output.find("0 error(s)"), std::string::npos) << check.output;
+
+  auto dns = Run({"dns", "-c", config_});
+  ASSERT_EQ(dns.exit_code, 0) << dns.output;
+  EXPECT_NE(dns.output.find("._domainkey.example.test. 3600 IN TXT ( \"v=DKIM1; k=rsa; p="), std::string::npos) << dns.output;
+  for (size_t q = dns.output.find('"'); q != std::string::npos;) {
+    size_t end = dns.output.find('"', q + 1);
+    ASSERT_NE(end, std::string::npos);
+    EXPECT_LE(end - q - 1, 255u) << "a TXT string over 255 characters";
+    q = dns.output.find('"', end + 1);
+  }
+
+  // The next rotate is an ordinary step: the spare signs, the old key retires, a new spare.
+  r = Run({"rotate", "-c", config_, "--domain", "example.test"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::map<std::string, int> states;
+  const auto after = KeysJson();  // kept alive: the loop must not walk a destroyed temporary
+  for (const auto& k : after["domains"][0]["keys"]) ++states[k["state"].get<std::string>()];
+  EXPECT_EQ(states["retiring"], 2);
+  EXPECT_EQ(states["active"], 2);
+  EXPECT_EQ(states["ready"], 2);
+
+  // Somebody replaces a published key in DNS: check must fail and say which.
+  const std::string victim = keys["domains"][0]["keys"][0]["selector"];
+  ASSERT_TRUE(knot_->SetTxt("example.test", victim + "._domainkey.example.test", "v=DKIM1; k=rsa; p=").has_value());
+  check = Run({"check", "-c", config_});
+  EXPECT_EQ(check.exit_code, 1) << check.output;
+  EXPECT_NE(check.output.find("error: " + victim), std::string::npos) << check.output;
+}
+
+TEST_F(KeystoreCliTest, EmergencyRevokesAtOnce) {
+  ASSERT_EQ(Run({"rotate", "-c", config_, "--domain", "example.test"}).exit_code, 0);
+  std::string selector;
+  const auto before = KeysJson();
+  for (const auto& k : before["domains"][0]["keys"])
+    if (k["state"] == "active" && k["algorithm"] == "rsa-sha256") selector = k["selector"];
+  ASSERT_FALSE(selector.empty()) << KeysJson().dump(1);
+  auto r = Run({"rotate", "-c", config_, "--domain", "example.test", "--emergency", "--selector", selector});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto after = KeysJson();
+  int rsa_active = 0;
+  for (const auto& k : after["domains"][0]["keys"]) {
+    if (k["selector"] == selector) {
+      EXPECT_EQ(k["state"], "revoked");
+    } else if (k["algorithm"] == "rsa-sha256" && k["state"] == "active") {
+      ++rsa_active;  // the spare took over at once
+    }
+  }
+  EXPECT_EQ(rsa_active, 1) << after.dump(1);
+  EXPECT_FALSE(std::filesystem::exists(knot_->dir() + "/keystore/keys/" + selector + "._domainkey.example.test.pem"));
+}
+
+TEST_F(KeystoreCliTest, ImportedKeyEntersPendingAndSelectorsAreNeverReused) {
+  auto key = signer::PrivateKey::Generate(signer::Algorithm::kEd25519Sha256, 0);
+  ASSERT_TRUE(key.has_value());
+  const std::string pem = knot_->dir() + "/imported.pem";
+  std::ofstream(pem) << (*key)->ToPem().value();
+  ::chmod(pem.c_str(), 0644);
+  auto r = Run({"keys", "import", "-c", config_, "--domain", "example.test", "--selector", "legacy", "--key", pem});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("chmod 0600"), std::string::npos) << r.output;
+  ::chmod(pem.c_str(), 0600);
+  r = Run({"keys", "import", "-c", config_, "--domain", "example.test", "--selector", "legacy", "--key", pem});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto imported = KeysJson();
+  const auto& keys = imported["domains"][0]["keys"];
+  ASSERT_EQ(keys.size(), 1u);
+  EXPECT_EQ(keys[0]["state"], "pending");
+  EXPECT_EQ(keys[0]["algorithm"], "ed25519-sha256");
+  r = Run({"keys", "import", "-c", config_, "--domain", "example.test", "--selector", "legacy", "--key", pem});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("never reused"), std::string::npos) << r.output;
+}
+
+TEST_F(KeystoreCliTest, BadConfigNamesFileLineAndSetting) {
+  std::ofstream(config_) << "keystore: { directory = \"/tmp/x\"; };\ndomains = ( { domain = \"example.test\"; stream = \"a\"; active_keys = 7; } );\n";
+  auto r = Run({"keys", "-c", config_});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find(config_ + ":2"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("active_keys"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace dkimrotor::cli
