@@ -103,7 +103,18 @@ DnsObservation KeystoreWorld::CheckDns(const KeyInfo& key, bool expect_revoked, 
   return DnsObservation::kTemporaryFailure;
 }
 
+// Every transition is appended to audit.log in the keystore folder, whoever made it (daemon or
+// CLI): "TIME DOMAIN SELECTOR FROM -> TO", so ops can tell which key was live when.
 void KeystoreWorld::Audit(const KeyInfo& key, KeyState from, KeyState to) {
+  const std::string line = Rfc3339(Now()) + " " + key.domain + " " + key.selector + " " +
+                           std::string(KeyStateName(from)) + " -> " + std::string(KeyStateName(to)) +
+                           (key.emergency ? " (emergency)" : "") + "\n";
+  const std::string path = options_.directory + "/audit.log";
+  int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0 || ::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+    Log(LogLevel::kError, "cannot append to " + path + ": " + std::strerror(errno));
+  }
+  if (fd >= 0) ::close(fd);
   if (options_.audit) options_.audit(key, from, to);
 }
 

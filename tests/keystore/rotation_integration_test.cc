@@ -189,6 +189,12 @@ TEST_F(RotationIntegrationTest, KeysGoThroughEveryStateAndDnsShowsEach) {
   EXPECT_EQ(Served(first), "v=DKIM1; p=");
   EXPECT_FALSE(std::filesystem::exists(KeyPath(dir_, *retired)));
 
+  // Every transition is in the audit log, in order.
+  std::ifstream audit_file(dir_ + "/audit.log");
+  std::string audit_text((std::istreambuf_iterator<char>(audit_file)), std::istreambuf_iterator<char>());
+  for (const char* step : {" pending -> ready", " ready -> active", " active -> retiring", " retiring -> revoked"})
+    EXPECT_NE(audit_text.find("example.test " + first + step), std::string::npos) << step << "\n" << audit_text;
+
   // The state on disk says the same, and a restarted engine carries on from it.
   auto reloaded = LoadState(dir_);
   ASSERT_TRUE(reloaded.has_value());
