@@ -1,5 +1,7 @@
 #include "signer/private_key.h"
 
+#include "tests/signer/test_keys.h"
+
 #include <gtest/gtest.h>
 
 #include <openssl/evp.h>
@@ -26,19 +28,7 @@ std::string PemOf(EVP_PKEY* pkey) {
   return std::string(data, static_cast<size_t>(len));
 }
 
-// RFC 8463 A.1's RSA key (1024 bits, PKCS#1 DER in base64), wrapped as a traditional PEM.
-// Loading it is instant, so only the tests about generation pay for a fresh RSA key (gtest
-// runs each test in its own process under ctest, so a shared fixture key is no saving there).
-std::string Rfc8463RsaPem() {
-  auto b64 = util::ReadFile(std::string(DKIMROTOR_TEST_DATA) + "/rfc8463/rsa.key.der.b64");
-  EXPECT_TRUE(b64.has_value()) << b64.error().message;
-  if (!b64) return "";
-  std::string text = *b64;
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-  std::string pem = "-----BEGIN RSA PRIVATE KEY-----\n";
-  for (size_t i = 0; i < text.size(); i += 64) pem += text.substr(i, 64) + "\n";
-  return pem + "-----END RSA PRIVATE KEY-----\n";
-}
+using testing::Rfc8463RsaPem;
 
 class PrivateKeyTest : public ::testing::Test {
  protected:

@@ -1,5 +1,7 @@
 #include "signer/public_key.h"
 
+#include "tests/signer/test_keys.h"
+
 #include <gtest/gtest.h>
 
 #include <openssl/evp.h>
@@ -35,17 +37,7 @@ std::string Base64Der(EVP_PKEY* pkey, int (*encode)(const EVP_PKEY*, unsigned ch
 int EncodeSpki(const EVP_PKEY* pkey, unsigned char** out) { return i2d_PUBKEY(pkey, out); }
 int EncodePkcs1(const EVP_PKEY* pkey, unsigned char** out) { return i2d_PublicKey(pkey, out); }
 
-// RFC 8463 A.1's RSA private key (PKCS#1 DER in base64), wrapped as a traditional PEM.
-std::string Rfc8463RsaPem() {
-  auto b64 = util::ReadFile(std::string(DKIMROTOR_TEST_DATA) + "/rfc8463/rsa.key.der.b64");
-  EXPECT_TRUE(b64.has_value()) << b64.error().message;
-  if (!b64) return "";
-  std::string text = *b64;
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-  std::string pem = "-----BEGIN RSA PRIVATE KEY-----\n";
-  for (size_t i = 0; i < text.size(); i += 64) pem += text.substr(i, 64) + "\n";
-  return pem + "-----END RSA PRIVATE KEY-----\n";
-}
+using testing::Rfc8463RsaPem;
 
 TEST(PublicKey, AcceptsRfc8463RsaKey) {
   auto key = PublicKey::FromDkim(Algorithm::kRsaSha256, kRfc8463RsaP);
