@@ -5,10 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <thread>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "keystore/rotation_thread.h"
 #include "keystore/state_store.h"
 
 namespace dkimrotor::keystore {
@@ -365,6 +367,26 @@ TEST(SigningSnapshot, PicksRoundRobinPerAlgorithm) {
   ASSERT_EQ(uses.size(), 3u);
   for (const auto& [selector, n] : uses) EXPECT_EQ(n, 100) << selector;
   EXPECT_TRUE(snap->Pick("other.example").empty());
+}
+
+// The thread steps once at start, again when woken, and stops promptly when destroyed even
+// with a poll interval of an hour. Bounded waits on a counter, not timing assertions.
+TEST(RotationThread, StepsAtStartOnWakeUpAndStopsPromptly) {
+  FakeWorld world;
+  SnapshotHolder holder;
+  RotationEngine engine(Options(1), {}, &world, &holder);
+  ASSERT_TRUE(engine.Start().has_value());
+  auto wait_for_steps = [](const RotationThread& t, uint64_t n) {
+    for (int i = 0; i < 5000 && t.steps() < n; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return t.steps();
+  };
+  {
+    RotationThread thread(&engine, std::chrono::hours(1), nullptr);
+    EXPECT_EQ(wait_for_steps(thread, 1), 1u);
+    EXPECT_FALSE(engine.Keys().empty());  // the first step generated keys
+    thread.WakeUp();
+    EXPECT_EQ(wait_for_steps(thread, 2), 2u);
+  }  // joins here; a stuck thread would hang the test, which ctest's timeout reports
 }
 
 }  // namespace
