@@ -17,6 +17,10 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "conf/loader.h"
+#include "keystore/key_info.h"
+#include "keystore/state_store.h"
+#include "signer/from_domain.h"
 #include "signer/header_selector.h"
 #include "signer/message_parser.h"
 #include "signer/message_signer.h"
@@ -28,12 +32,16 @@ namespace dkimrotor::cli {
 namespace {
 
 constexpr const char* kSignUsage =
-    "usage: dkimrotor sign --domain D --key FILE.pem --selector S [--key F2 --selector S2 ...]\n"
+    "usage: dkimrotor sign -c FILE [--domain D] < message > signed-message\n"
+    "       dkimrotor sign --domain D --key FILE.pem --selector S [--key F2 --selector S2 ...]\n"
     "                      [--algorithm rsa-sha256|ed25519-sha256] [--canonicalization C]\n"
     "                      [--timestamp UNIX] [--expire SECONDS] [--headers a,b,c]\n"
     "                      [--oversign a,b,c] < message > signed-message\n"
     "\n"
     "Signs the message on stdin and writes it to stdout with one DKIM-Signature per key.\n"
+    "  -c FILE              sign as the milter would: the From domain (or --domain) picks the\n"
+    "                       configured domain, whose active keys sign, one per algorithm;\n"
+    "                       canonicalization, headers and x= come from the configuration\n"
     "  --key, --selector    repeatable, in pairs; the algorithm follows the key type\n"
     "  --algorithm          checks every key is of this algorithm\n"
     "  --canonicalization   relaxed/relaxed (default), simple/simple, relaxed/simple, simple/relaxed\n"
@@ -47,6 +55,7 @@ constexpr size_t kChunk = 64 * 1024;
 constexpr size_t kMaxHeaderBytes = 64 * 1024 * 1024;
 
 struct SignArgs {
+  std::optional<std::string> config;
   std::string domain;
   std::vector<std::string> keys;
   std::vector<std::string> selectors;
@@ -111,7 +120,9 @@ std::string ParseArgs(std::span<char*> args, SignArgs* out) {
       return true;
     };
     if (!take()) return std::string(arg) + " needs a value";
-    if (arg == "--domain") {
+    if (arg == "--config" || arg == "-c") {
+      out->config = std::string(value);
+    } else if (arg == "--domain") {
       out->domain = value;
     } else if (arg == "--key") {
       out->keys.emplace_back(value);
@@ -133,6 +144,11 @@ std::string ParseArgs(std::span<char*> args, SignArgs* out) {
     } else {
       return "unknown option " + std::string(arg);
     }
+  }
+  if (out->config) {
+    if (!out->keys.empty() || !out->selectors.empty())
+      return "-c takes the keys from the keystore: give no --key or --selector";
+    return {};
   }
   if (out->domain.empty()) return "--domain is required";
   if (out->keys.empty()) return "at least one --key and --selector are required";
@@ -230,6 +246,38 @@ util::Result<std::vector<std::shared_ptr<const signer::SigningKey>>> LoadKeys(co
   return keys;
 }
 
+// The keys the milter would sign with: the active keys of the configured domain that `domain`
+// falls under, one per algorithm.
+util::Result<std::vector<std::shared_ptr<const signer::SigningKey>>> KeystoreKeys(
+    const conf::Config& config, const std::string& domain) {
+  const conf::DomainConfig* match = nullptr;
+  for (const auto& d : config.domains)
+    if (signer::DomainMatches(domain, d.domain, d.subdomains) &&
+        (!match || d.domain.size() > match->domain.size()))
+      match = &d;
+  if (!match)
+    return util::Err(util::ErrorCode::kNotFound, "domain " + domain + " is not configured for signing");
+  ASSIGN_OR_RETURN(auto canon, signer::ParseCanonicalization(config.signing.canonicalization));
+  ASSIGN_OR_RETURN(auto state, keystore::LoadState(config.keystore.directory));
+  std::vector<std::shared_ptr<const signer::SigningKey>> keys;
+  for (const auto& algorithm : match->algorithms) {
+    for (const auto& k : state) {
+      if (k.domain != match->domain || k.algorithm != algorithm || k.state != keystore::KeyState::kActive) continue;
+      const std::string path = keystore::KeyPath(config.keystore.directory, k);
+      ASSIGN_OR_RETURN(std::string pem, util::ReadSecretFile(path));
+      auto key = signer::PrivateKey::FromPem(pem);
+      if (!key) return util::Err(key.error().code, "key file " + path + ": " + key.error().message);
+      ASSIGN_OR_RETURN(auto signing, signer::SigningKey::Create({match->domain, k.selector, *key, canon}));
+      keys.push_back(std::move(signing));
+      break;  // one signature per algorithm
+    }
+  }
+  if (keys.empty())
+    return util::Err(util::ErrorCode::kNotFound,
+                     "domain " + match->domain + " has no active key yet (see dkimrotor keys)");
+  return keys;
+}
+
 }  // namespace
 
 int RunSign(std::span<char*> argv) {
@@ -241,17 +289,33 @@ int RunSign(std::span<char*> argv) {
     }
     return UsageError(err);
   }
-  auto keys = LoadKeys(args);
-  if (!keys) return Fail(keys.error().message);
+  std::optional<conf::Config> config;
+  if (args.config) {
+    auto loaded = conf::LoadConfig(*args.config);
+    if (!loaded) return Fail(loaded.error().message);
+    config = std::move(*loaded);
+  }
+  std::vector<std::shared_ptr<const signer::SigningKey>> keys;
+  if (!config) {
+    auto loaded = LoadKeys(args);
+    if (!loaded) return Fail(loaded.error().message);
+    keys = std::move(*loaded);
+  }
 
   signer::HeaderPolicy policy = signer::HeaderPolicy::Default();
+  if (config) {
+    policy.sign = config->signing.headers;
+    policy.oversign = config->signing.oversign;
+  }
   if (args.headers) policy.sign = *args.headers;
   if (args.oversign) policy.oversign = *args.oversign;
   signer::HeaderSelector selector(std::move(policy));
   signer::MessageOptions options;
   options.timestamp = args.timestamp ? *args.timestamp : static_cast<int64_t>(std::time(nullptr));
   options.lifetime = args.expire;
-  signer::MessageSigner message(std::move(*keys), &selector, options);
+  if (config && !args.expire && config->signing.signature_lifetime.count() > 0)
+    options.lifetime = config->signing.signature_lifetime.count();
+  std::optional<signer::MessageSigner> message;
 
   auto replay = Replay::Open();
   if (!replay) return Fail(replay.error().message);
@@ -262,9 +326,24 @@ int RunSign(std::span<char*> argv) {
   std::unique_ptr<char[]> buf(new char[kChunk]);
   auto start_body = [&](std::string_view block) -> util::Status {
     ASSIGN_OR_RETURN(auto fields, signer::ParseHeaderBlock(block));
-    for (auto& f : fields) message.AddHeader(std::move(f));
+    if (config) {
+      std::string domain = args.domain;
+      if (domain.empty()) {
+        const signer::HeaderField* from = nullptr;
+        int count = 0;
+        for (const auto& f : fields)
+          if (signer::FieldKey(f.name) == "from") from = (++count == 1) ? &f : from;
+        if (count != 1)
+          return util::Err(util::ErrorCode::kInvalidArgument,
+                           count == 0 ? "no From header" : std::to_string(count) + " From headers");
+        ASSIGN_OR_RETURN(domain, signer::FromDomain(from->value));
+      }
+      ASSIGN_OR_RETURN(keys, KeystoreKeys(*config, domain));
+    }
+    message.emplace(std::move(keys), &selector, options);
+    for (auto& f : fields) message->AddHeader(std::move(f));
     in_body = true;
-    return message.EndOfHeaders();
+    return message->EndOfHeaders();
   };
   while (true) {
     ssize_t n = ::read(STDIN_FILENO, buf.get(), kChunk);
@@ -274,7 +353,7 @@ int RunSign(std::span<char*> argv) {
     std::string_view chunk(buf.get(), static_cast<size_t>(n));
     if (auto st = replay->Keep(chunk); !st) return Fail(st.error().message);
     if (in_body) {
-      message.AddBody(chunk);
+      message->AddBody(chunk);
       continue;
     }
     size_t from = header_buf.size() >= 2 ? header_buf.size() - 2 : 0;
@@ -291,14 +370,14 @@ int RunSign(std::span<char*> argv) {
     }
     if (auto st = start_body(std::string_view(header_buf).substr(0, end->header_bytes)); !st)
       return Fail(st.error().message);
-    message.AddBody(std::string_view(header_buf).substr(end->body_start));
+    message->AddBody(std::string_view(header_buf).substr(end->body_start));
     std::string().swap(header_buf);
   }
   if (!in_body) {
     if (auto st = start_body(header_buf); !st) return Fail(st.error().message);
   }
 
-  auto signatures = message.Finish();
+  auto signatures = message->Finish();
   if (!signatures) return Fail(signatures.error().message);
 
   // Written in the message's own line ends, so a file with bare LF stays consistent.

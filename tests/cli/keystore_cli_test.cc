@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -116,6 +117,50 @@ TEST_F(KeystoreCliTest, RotateDrivesKeysToActiveAndTheOtherCommandsShowIt) {
   check = Run({"check", "-c", config_});
   EXPECT_EQ(check.exit_code, 1) << check.output;
   EXPECT_NE(check.output.find("error: " + victim), std::string::npos) << check.output;
+}
+
+// `sign -c` signs as the milter would: the From domain picks the configured domain, whose
+// active keys sign, one per algorithm; the signatures verify with the keys in DNS.
+TEST_F(KeystoreCliTest, SignWithConfigUsesTheActiveKeysOfTheFromDomain) {
+  ASSERT_EQ(Run({"rotate", "-c", config_, "--domain", "example.test"}).exit_code, 0);
+  auto r = RunProcess({DKIMROTOR_BINARY, "sign", "-c", config_}, {},
+                      "From: Alice <alice@example.test>\r\nTo: bob@example.net\r\nSubject: hi\r\n\r\nHello\r\n");
+  ASSERT_TRUE(r.has_value());
+  ASSERT_EQ(r->exit_code, 0) << r->output;
+  std::set<std::string> signed_by;
+  for (size_t at = r->output.find(" s="); at != std::string::npos; at = r->output.find(" s=", at + 1))
+    signed_by.insert(r->output.substr(at + 3, r->output.find(';', at) - at - 3));
+  std::set<std::string> active;
+  const auto keys = KeysJson();
+  for (const auto& k : keys["domains"][0]["keys"])
+    if (k["state"] == "active") active.insert(k["selector"].get<std::string>());
+  EXPECT_EQ(signed_by, active) << r->output;
+  EXPECT_NE(r->output.find("a=rsa-sha256"), std::string::npos);
+  EXPECT_NE(r->output.find("a=ed25519-sha256"), std::string::npos);
+  // dkimpy verifies both signatures with the records it fetches from Knot (through kdig).
+  const std::string signed_file = knot_->dir() + "/signed.eml";
+  std::ofstream(signed_file) << r->output;
+  static constexpr const char* kVerify = R"PY(
+import re, subprocess, sys, dkim
+def dnsfunc(name, timeout=5):
+    out = subprocess.run(['kdig', '@127.0.0.1', '-p', sys.argv[2], '+short', 'TXT',
+                          name.decode().rstrip('.')], capture_output=True, text=True).stdout
+    return ''.join(re.findall(r'"((?:[^"\\]|\\.)*)"', out)).encode()
+msg = open(sys.argv[1], 'rb').read()
+d = dkim.DKIM(msg)
+results = [d.verify(idx=i, dnsfunc=dnsfunc) for i in range(msg.count(b'DKIM-Signature:'))]
+print(results)
+sys.exit(0 if len(results) == 2 and all(results) else 1)
+)PY";
+  auto verified = RunProcess({"/usr/bin/python3", "-c", kVerify, signed_file, std::to_string(knot_->port())},
+                             {{"PATH", "/usr/bin:/bin"}});
+  ASSERT_TRUE(verified.has_value());
+  EXPECT_EQ(verified->exit_code, 0) << verified->output;
+
+  r = RunProcess({DKIMROTOR_BINARY, "sign", "-c", config_}, {}, "From: eve@other.example\r\n\r\nHello\r\n");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->exit_code, 1);
+  EXPECT_NE(r->output.find("other.example is not configured"), std::string::npos) << r->output;
 }
 
 TEST_F(KeystoreCliTest, EmergencyRevokesAtOnce) {

@@ -328,12 +328,22 @@ std::string KnotServer::address() const { return options_.listen + ":" + std::to
 
 std::string KnotServer::Log() const { return ReadText(dir_ + "/knotd.log"); }
 
+// kill() only queues the signal: wait until knotd has really stopped (or continued), or a
+// query sent right after Pause() may still be answered.
 void KnotServer::Pause() {
-  if (pid_ > 0 && !paused_ && kill(pid_, SIGSTOP) == 0) paused_ = true;
+  if (pid_ <= 0 || paused_ || kill(pid_, SIGSTOP) != 0) return;
+  int status = 0;
+  while (waitpid(pid_, &status, WUNTRACED) < 0 && errno == EINTR) {
+  }
+  paused_ = true;
 }
 
 void KnotServer::Resume() {
-  if (pid_ > 0 && paused_ && kill(pid_, SIGCONT) == 0) paused_ = false;
+  if (pid_ <= 0 || !paused_ || kill(pid_, SIGCONT) != 0) return;
+  int status = 0;
+  while (waitpid(pid_, &status, WCONTINUED) < 0 && errno == EINTR) {
+  }
+  paused_ = false;
 }
 
 util::Status KnotServer::Update(std::string_view zone, const std::vector<std::string>& commands) {
