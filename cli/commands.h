@@ -16,5 +16,6 @@ int RunKeys(std::span<char*> args);
 int RunDns(std::span<char*> args);
 int RunCheck(std::span<char*> args);
 int RunRotate(std::span<char*> args);
+int RunDaemon(std::span<char*> args);
 
 }  // namespace dkimrotor::cli

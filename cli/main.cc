@@ -11,6 +11,7 @@ constexpr const char* kUsage =
     "usage: dkimrotor COMMAND [OPTIONS]\n"
     "\n"
     "commands:\n"
+    "  run     run the signing milter and the key rotation engine (the daemon)\n"
     "  sign    sign the message on stdin, write it signed on stdout\n"
     "  keys    list the keystore's keys and what happens next; keys import adds one\n"
     "  dns     print the DNS records of every key, as zone-file lines\n"
@@ -29,6 +30,7 @@ int main(int argc, char** argv) {
   }
   std::string_view command = argv[1];
   std::span<char*> rest(argv + 2, static_cast<size_t>(argc - 2));
+  if (command == "run") return RunDaemon(rest);
   if (command == "sign") return RunSign(rest);
   if (command == "keys") return RunKeys(rest);
   if (command == "dns") return RunDns(rest);

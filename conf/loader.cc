@@ -445,7 +445,8 @@ class Loader {
     ReadInt(g, "bits", d.bits, 1024, 4096,
             " (RFC 8301: RSA keys of at least 1024 bits; 2048 is the usual choice)");
     ReadInt(g, "active_keys", d.active_keys, 1, 3);
-    ReadDuration(g, "key_lifetime", d.key_lifetime, seconds(3600));
+    // As short as a minute for labs and the demo; `check` warns below 5 days.
+    ReadDuration(g, "key_lifetime", d.key_lifetime, seconds(60));
     ReadInt(g, "prepublish", d.prepublish, 0, 3);
     ReadDuration(g, "grace", d.grace, seconds(0));
     ReadString(g, "publish_hook", d.publish_hook, OptionalPath);

@@ -315,8 +315,8 @@ TEST(ParseConfig, ValidatesEverySetting) {
       {DomainWith("active_keys = 0;"), "test.conf:3: domains.[0].active_keys = 0: must be 1 to 3"},
       {DomainWith("prepublish = 4;"), "test.conf:3: domains.[0].prepublish = 4: must be 0 to 3"},
       {DomainWith("prepublish = -1;"), "test.conf:3: domains.[0].prepublish = -1: must be 0 to 3"},
-      {DomainWith("key_lifetime = \"30m\";"),
-       "test.conf:3: domains.[0].key_lifetime = \"30m\": must be at least 1h"},
+      {DomainWith("key_lifetime = \"30s\";"),
+       "test.conf:3: domains.[0].key_lifetime = \"30s\": must be at least 1m"},
       {DomainWith("grace = \"-1d\";"),
        "test.conf:3: domains.[0].grace = \"-1d\": \"-1d\" is not a duration: it must not be "
        "negative"},

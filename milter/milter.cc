@@ -1,0 +1,311 @@
+#include "milter/milter.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <cstring>
+#include <ctime>
+
+#include <libmilter/mfapi.h>
+
+#include "milter/internal/message_context.h"
+#include "signer/from_domain.h"
+
+namespace dkimrotor::milter {
+namespace {
+
+Milter* g_milter = nullptr;  // libmilter's callbacks are plain C functions with no user pointer
+
+constexpr char kFilterName[] = "dkimrotor";
+
+internal::ConnectionContext* Connection(SMFICTX* ctx) {
+  return static_cast<internal::ConnectionContext*>(smfi_getpriv(ctx));
+}
+
+std::string Symbol(SMFICTX* ctx, const char* name) {
+  const char* v = smfi_getsymval(ctx, const_cast<char*>(name));
+  return v ? v : "";
+}
+
+// The answer for a message that cannot be signed because something inside dkimrotor failed.
+sfsistat ErrorReply(SMFICTX* ctx, const MilterSettings* settings) {
+  if (g_milter) g_milter->failed_messages.fetch_add(1, std::memory_order_relaxed);
+  if (settings && settings->on_error == OnError::kAccept) return SMFIS_ACCEPT;
+  smfi_setreply(ctx, const_cast<char*>("451"), const_cast<char*>("4.3.0"),
+                const_cast<char*>("DKIM signing temporarily unavailable, try again later"));
+  return SMFIS_TEMPFAIL;
+}
+
+// The answer for a message dkimrotor refuses to sign (no From, unknown domain, ...).
+sfsistat BadMessageReply(SMFICTX* ctx, const MilterSettings& settings) {
+  if (g_milter) g_milter->unsigned_messages.fetch_add(1, std::memory_order_relaxed);
+  switch (settings.on_bad_message) {
+    case OnBadMessage::kAccept:
+      return SMFIS_ACCEPT;
+    case OnBadMessage::kReject:
+      smfi_setreply(ctx, const_cast<char*>("550"), const_cast<char*>("5.7.1"),
+                    const_cast<char*>("message cannot be DKIM-signed"));
+      return SMFIS_REJECT;
+    case OnBadMessage::kTempfail:
+      smfi_setreply(ctx, const_cast<char*>("451"), const_cast<char*>("4.7.1"),
+                    const_cast<char*>("message cannot be DKIM-signed"));
+      return SMFIS_TEMPFAIL;
+  }
+  return SMFIS_ACCEPT;
+}
+
+// Runs a callback body; nothing may escape into libmilter.
+template <class Fn>
+sfsistat Guard(SMFICTX* ctx, const char* stage, Fn&& fn) noexcept {
+  try {
+    return fn();
+  } catch (const std::exception& e) {
+    if (g_milter && g_milter->options().log) g_milter->options().log->error("{}: unexpected failure: {}", stage, e.what());
+  } catch (...) {
+    if (g_milter && g_milter->options().log) g_milter->options().log->error("{}: unexpected failure", stage);
+  }
+  auto* conn = Connection(ctx);
+  const MilterSettings* settings = conn && conn->message ? conn->message->settings.get() : nullptr;
+  if (conn) conn->message.reset();
+  return ErrorReply(ctx, settings);
+}
+
+sfsistat OnNegotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned long, unsigned long,
+                     unsigned long* pf0, unsigned long* pf1, unsigned long* pf2, unsigned long* pf3) {
+  return Guard(ctx, "negotiate", [&] {
+    *pf0 = SMFIF_ADDHDRS & f0;  // we only ever insert header fields
+    // Ask only for what signing needs: exact header bytes, and no reply to each header or
+    // body chunk (one round trip fewer per field and per chunk). Skip what we never use.
+    unsigned long want = SMFIP_HDR_LEADSPC | SMFIP_NR_HDR | SMFIP_NR_BODY | SMFIP_NOHELO |
+                         SMFIP_NORCPT | SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_SKIP;
+    *pf1 = want & f1;
+    *pf2 = *pf3 = 0;
+    auto conn = std::make_unique<internal::ConnectionContext>();
+    conn->leading_space = (*pf1 & SMFIP_HDR_LEADSPC) != 0;
+    conn->noreply_header = (*pf1 & SMFIP_NR_HDR) != 0;
+    conn->noreply_body = (*pf1 & SMFIP_NR_BODY) != 0;
+    conn->can_skip = (*pf1 & SMFIP_SKIP) != 0;
+    if (smfi_setpriv(ctx, conn.get()) != MI_SUCCESS) return SMFIS_TEMPFAIL;
+    conn.release();  // xxfi_close takes it back
+    return SMFIS_CONTINUE;
+  });
+}
+
+sfsistat OnConnect(SMFICTX* ctx, char*, _SOCK_ADDR* addr) {
+  return Guard(ctx, "connect", [&] {
+    auto* conn = Connection(ctx);
+    if (!conn) return SMFIS_TEMPFAIL;
+    conn->has_address = addr != nullptr;
+    if (addr) {
+      socklen_t len = addr->sa_family == AF_INET6 ? sizeof(sockaddr_in6)
+                      : addr->sa_family == AF_INET ? sizeof(sockaddr_in) : 0;
+      std::memset(&conn->address, 0, sizeof conn->address);
+      if (len) std::memcpy(&conn->address, addr, len);
+      else conn->address.ss_family = addr->sa_family;
+    }
+    return SMFIS_CONTINUE;
+  });
+}
+
+sfsistat OnEnvFrom(SMFICTX* ctx, char**) {
+  return Guard(ctx, "envfrom", [&] {
+    auto* conn = Connection(ctx);
+    if (!conn) return SMFIS_TEMPFAIL;
+    conn->message.reset();
+    auto settings = g_milter->settings();
+    const sockaddr* client = conn->has_address ? reinterpret_cast<const sockaddr*>(&conn->address) : nullptr;
+    if (!settings->policy.MaySign(client, Symbol(ctx, "{auth_authen}"))) {
+      g_milter->unsigned_messages.fetch_add(1, std::memory_order_relaxed);
+      return SMFIS_ACCEPT;  // from outside and not authenticated: never signed
+    }
+    auto message = std::make_unique<internal::MessageContext>();
+    message->settings = std::move(settings);
+    message->snapshot = g_milter->options().keys->Load();
+    conn->message = std::move(message);
+    return SMFIS_CONTINUE;
+  });
+}
+
+sfsistat OnHeader(SMFICTX* ctx, char* name, char* value) {
+  return Guard(ctx, "header", [&] {
+    auto* conn = Connection(ctx);
+    if (!conn || !conn->message) return conn && conn->noreply_header ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+    conn->message->AddHeader(name, value, conn->leading_space);
+    return conn->noreply_header ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+  });
+}
+
+sfsistat OnEndOfHeaders(SMFICTX* ctx) {
+  return Guard(ctx, "eoh", [&] {
+    auto* conn = Connection(ctx);
+    if (!conn || !conn->message) return SMFIS_ACCEPT;
+    internal::MessageContext& m = *conn->message;
+    const MilterSettings& settings = *m.settings;
+    auto refuse = [&](const std::string& why) {
+      if (g_milter->options().log)
+        g_milter->options().log->info("{}: not signed: {}", Symbol(ctx, "i"), why);
+      auto reply = BadMessageReply(ctx, settings);
+      conn->message.reset();
+      return reply;
+    };
+    auto domain = m.FromDomain();
+    if (!domain) return refuse(domain.error().message);
+    const MilterSettings::Domain* match = nullptr;
+    for (const auto& d : settings.domains)
+      if (signer::DomainMatches(*domain, d.name, d.subdomains) && (!match || d.name.size() > match->name.size()))
+        match = &d;
+    if (!match) return refuse("From domain " + *domain + " is not configured");
+    auto keys = m.snapshot ? m.snapshot->Pick(match->name) : keystore::SigningSnapshot::KeyList{};
+    if (keys.empty()) {
+      if (g_milter->options().log)
+        g_milter->options().log->error("{}: {} has no active key: cannot sign", Symbol(ctx, "i"), match->name);
+      auto reply = ErrorReply(ctx, &settings);
+      conn->message.reset();
+      return reply;
+    }
+    signer::MessageOptions options;
+    options.timestamp = static_cast<int64_t>(std::time(nullptr));
+    options.lifetime = settings.signature_lifetime;
+    if (auto st = m.Begin(std::move(keys), options); !st) return refuse(st.error().message);
+    return SMFIS_CONTINUE;
+  });
+}
+
+sfsistat OnBody(SMFICTX* ctx, unsigned char* data, size_t len) {
+  return Guard(ctx, "body", [&] {
+    auto* conn = Connection(ctx);
+    if (!conn || !conn->message || !conn->message->signer) {
+      if (conn && conn->can_skip && !conn->noreply_body) return SMFIS_SKIP;
+      return conn && conn->noreply_body ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+    }
+    conn->message->signer->AddBody(std::string_view(reinterpret_cast<const char*>(data), len));
+    return conn->noreply_body ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+  });
+}
+
+sfsistat OnEndOfMessage(SMFICTX* ctx) {
+  return Guard(ctx, "eom", [&] {
+    auto* conn = Connection(ctx);
+    if (!conn || !conn->message || !conn->message->signer) return SMFIS_ACCEPT;
+    std::unique_ptr<internal::MessageContext> m = std::move(conn->message);
+    auto signatures = m->signer->Finish();
+    if (!signatures) {
+      if (g_milter->options().log)
+        g_milter->options().log->error("{}: signing failed: {}", Symbol(ctx, "i"), signatures.error().message);
+      return ErrorReply(ctx, m->settings.get());
+    }
+    // Inserted at index 0 in reverse, so they end up first and in key order.
+    for (auto it = signatures->rbegin(); it != signatures->rend(); ++it) {
+      std::string value = internal::MilterHeaderValue(*it, conn->leading_space);
+      if (smfi_insheader(ctx, 0, const_cast<char*>("DKIM-Signature"), value.data()) != MI_SUCCESS) {
+        if (g_milter->options().log)
+          g_milter->options().log->error("{}: the MTA refused the DKIM-Signature header", Symbol(ctx, "i"));
+        return ErrorReply(ctx, m->settings.get());
+      }
+    }
+    g_milter->signed_messages.fetch_add(1, std::memory_order_relaxed);
+    if (auto& audit = g_milter->options().audit) {
+      const std::string queue_id = Symbol(ctx, "i");
+      for (const auto& key : m->keys)
+        audit->info("signed {} d={} s={} a={}", queue_id.empty() ? "-" : queue_id, key->domain(),
+                    key->selector(), signer::AlgorithmName(key->algorithm()));
+    }
+    return SMFIS_ACCEPT;
+  });
+}
+
+sfsistat OnAbort(SMFICTX* ctx) {
+  return Guard(ctx, "abort", [&] {
+    if (auto* conn = Connection(ctx)) conn->message.reset();
+    return SMFIS_CONTINUE;
+  });
+}
+
+sfsistat OnClose(SMFICTX* ctx) {
+  return Guard(ctx, "close", [&] {
+    // Takes the connection context back; libmilter may call close without negotiate.
+    std::unique_ptr<internal::ConnectionContext> conn(Connection(ctx));
+    smfi_setpriv(ctx, nullptr);
+    return SMFIS_CONTINUE;
+  });
+}
+
+// TCP_NODELAY on the inet listener: Linux copies it to every accepted socket.
+void SetNoDelayOnListeners() {
+  for (int fd = 3; fd < 1024; ++fd) {
+    int listening = 0;
+    socklen_t len = sizeof listening;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
+    sockaddr_storage addr{};
+    socklen_t alen = sizeof addr;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &alen) != 0) continue;
+    if (addr.ss_family != AF_INET && addr.ss_family != AF_INET6) continue;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+}
+
+}  // namespace
+
+Milter::Milter(MilterOptions options, std::shared_ptr<const MilterSettings> settings)
+    : options_(std::move(options)), settings_(std::move(settings)) {}
+
+Milter::~Milter() {
+  if (g_milter == this) g_milter = nullptr;
+}
+
+util::Result<std::unique_ptr<Milter>> Milter::Create(MilterOptions options,
+                                                     std::shared_ptr<const MilterSettings> settings) {
+  if (g_milter != nullptr)
+    return util::Err(util::ErrorCode::kInternal, "only one milter can run in a process");
+  if (!options.keys || !settings)
+    return util::Err(util::ErrorCode::kInvalidArgument, "the milter needs keys and settings");
+  std::unique_ptr<Milter> m(new Milter(std::move(options), std::move(settings)));
+  g_milter = m.get();
+  return m;
+}
+
+util::Status Milter::Listen() {
+  static smfiDesc desc{};
+  desc.xxfi_name = const_cast<char*>(kFilterName);
+  desc.xxfi_version = SMFI_VERSION;
+  desc.xxfi_flags = SMFIF_ADDHDRS;
+  desc.xxfi_connect = OnConnect;
+  desc.xxfi_envfrom = OnEnvFrom;
+  desc.xxfi_header = OnHeader;
+  desc.xxfi_eoh = OnEndOfHeaders;
+  desc.xxfi_body = OnBody;
+  desc.xxfi_eom = OnEndOfMessage;
+  desc.xxfi_abort = OnAbort;
+  desc.xxfi_close = OnClose;
+  desc.xxfi_negotiate = OnNegotiate;
+  if (smfi_setconn(const_cast<char*>(options_.socket.c_str())) != MI_SUCCESS)
+    return util::Err(util::ErrorCode::kInvalidArgument, "milter socket '" + options_.socket + "' is not valid");
+  if (smfi_setbacklog(options_.backlog) != MI_SUCCESS)
+    return util::Err(util::ErrorCode::kInvalidArgument, "bad milter backlog");
+  if (smfi_register(desc) != MI_SUCCESS)
+    return util::Err(util::ErrorCode::kInternal, "libmilter refused to register the filter");
+  if (smfi_opensocket(true) != MI_SUCCESS)
+    return util::Err(util::ErrorCode::kIo, "cannot listen on " + options_.socket +
+                                               " (in use, or no permission to bind it)");
+  SetNoDelayOnListeners();
+  for (const char* prefix : {"unix:", "local:"}) {
+    if (options_.socket.rfind(prefix, 0) == 0) {
+      std::string path = options_.socket.substr(std::strlen(prefix));
+      if (::chmod(path.c_str(), options_.socket_mode) != 0)
+        return util::Err(util::ErrorCode::kIo, "cannot chmod " + path + ": " + std::strerror(errno));
+    }
+  }
+  return util::Ok();
+}
+
+util::Status Milter::Run() {
+  if (smfi_main() != MI_SUCCESS) return util::Err(util::ErrorCode::kIo, "the milter stopped with an error");
+  return util::Ok();
+}
+
+void Milter::Stop() { smfi_stop(); }
+
+}  // namespace dkimrotor::milter
