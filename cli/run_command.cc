@@ -187,7 +187,7 @@ class Daemon {
     }
     Notify("STOPPING=1");
     log_->info("stopping: no new connections; waiting for messages in flight");
-    milter_->Stop();
+    milter_->Stop();  // libmilter notices within its 5 s listener poll
     server.join();
     std::lock_guard lock_reload(reload_mu_);
     thread_.reset();

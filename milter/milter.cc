@@ -24,6 +24,16 @@ internal::ConnectionContext* Connection(SMFICTX* ctx) {
   return static_cast<internal::ConnectionContext*>(smfi_getpriv(ctx));
 }
 
+// libmilter calls close but does not negotiate again after SMFIC_QUIT_NC (Postfix never sends
+// it): such a connection gets a fresh context with the flags we asked for.
+internal::ConnectionContext* ConnectionOrNew(SMFICTX* ctx) {
+  if (auto* conn = Connection(ctx)) return conn;
+  auto conn = std::make_unique<internal::ConnectionContext>();
+  conn->leading_space = conn->noreply_header = conn->noreply_body = conn->can_skip = true;
+  if (smfi_setpriv(ctx, conn.get()) != MI_SUCCESS) return nullptr;
+  return conn.release();
+}
+
 std::string Symbol(SMFICTX* ctx, const char* name) {
   const char* v = smfi_getsymval(ctx, const_cast<char*>(name));
   return v ? v : "";
@@ -95,7 +105,7 @@ sfsistat OnNegotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned 
 
 sfsistat OnConnect(SMFICTX* ctx, char*, _SOCK_ADDR* addr) {
   return Guard(ctx, "connect", [&] {
-    auto* conn = Connection(ctx);
+    auto* conn = ConnectionOrNew(ctx);
     if (!conn) return SMFIS_TEMPFAIL;
     conn->has_address = addr != nullptr;
     if (addr) {
@@ -111,7 +121,7 @@ sfsistat OnConnect(SMFICTX* ctx, char*, _SOCK_ADDR* addr) {
 
 sfsistat OnEnvFrom(SMFICTX* ctx, char**) {
   return Guard(ctx, "envfrom", [&] {
-    auto* conn = Connection(ctx);
+    auto* conn = ConnectionOrNew(ctx);
     if (!conn) return SMFIS_TEMPFAIL;
     conn->message.reset();
     auto settings = g_milter->settings();

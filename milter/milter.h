@@ -61,6 +61,7 @@ class Milter {
   util::Status Listen();
   // Serves until Stop(); returns once libmilter has finished.
   util::Status Run();
+  // libmilter closes its listener at once; Run() returns within its 5 s listener poll.
   void Stop();
 
   void SwapSettings(std::shared_ptr<const MilterSettings> settings) {

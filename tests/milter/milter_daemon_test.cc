@@ -1,0 +1,280 @@
+// `dkimrotor run` as a process: a real keystore whose keys a real Knot serves, the milter
+// spoken to with the MTA side of the protocol (milter_client), signatures verified by dkimpy
+// against that DNS. Policy, bad messages, several messages per connection, aborts, SIGHUP
+// reload (also with a broken file), SIGTERM.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "tests/keystore/knot_server.h"
+#include "tests/milter/milter_client.h"
+
+namespace dkimrotor::milter {
+namespace {
+
+using keystore::testing::KnotServer;
+using keystore::testing::RunProcess;
+using testing::Header;
+using testing::MilterClient;
+using testing::Modification;
+using testing::Reply;
+
+uint16_t FreeTcpPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+std::string ReadText(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+const std::vector<Header> kHeaders = {{"From", " Alice <alice@example.test>"},
+                                      {"To", " bob@example.net"},
+                                      {"Subject", " milter test"},
+                                      {"Message-ID", " <1@example.test>"}};
+const std::string kBody = "Hello,\r\n\r\nthis is  a test.\r\n";
+
+class MilterDaemonTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!KnotServer::Available()) GTEST_SKIP() << "knotd is not installed";
+    KnotServer::Options options;
+    options.zones = {"example.test"};
+    auto knot = KnotServer::Start(options);
+    ASSERT_TRUE(knot.has_value()) << knot.error().message;
+    knot_ = std::move(*knot);
+    dir_ = knot_->dir();
+    socket_ = "inet:" + std::to_string(FreeTcpPort()) + "@127.0.0.1";
+    config_ = dir_ + "/dkimrotor.conf";
+    WriteConfig("accept");
+    env_ = {{"PATH", "/usr/bin:/bin:/usr/sbin"},
+            {"DKIMROTOR_NS_SERVER", knot_->listen()},
+            {"DKIMROTOR_NS_PORT", std::to_string(knot_->port())},
+            {"DKIMROTOR_NS_TSIG", knot_->tsig_key_file()},
+            {"DKIMROTOR_NS_CONFIG", dir_ + "/none.env"}};
+    // One engine step with min_propagation 0 generates, publishes, verifies and activates.
+    auto r = RunProcess({DKIMROTOR_BINARY, "rotate", "-c", config_, "--domain", "example.test"}, env_);
+    ASSERT_TRUE(r.has_value());
+    ASSERT_EQ(r->exit_code, 0) << r->output;
+    StartDaemon();
+  }
+
+  void TearDown() override {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+
+  void WriteConfig(const std::string& on_bad_message, bool broken = false) {
+    std::ofstream out(config_);
+    if (broken) {
+      out << "milter: { socket = \"" << socket_ << "\"; on_bad_message = \"maybe\"; };\n";
+      return;
+    }
+    out << "milter: { socket = \"" << socket_ << "\"; on_bad_message = \"" << on_bad_message << "\"; };\n"
+        << "signing: { internal_hosts = [\"127.0.0.1/32\", \"::1/128\"]; sign_authenticated = true; };\n"
+        << "keystore: { directory = \"" << dir_ << "/keystore\"; };\n"
+        << "dns: { resolvers = [\"" << knot_->address() << "\"]; min_propagation = \"0s\"; poll = \"1s\"; timeout = \"2s\"; };\n"
+        << "log: { level = \"info\"; audit = \"" << dir_ << "/signed.log\"; };\n"
+        << "domains = ( { domain = \"example.test\"; stream = \"mta1\"; algorithms = [\"rsa-sha256\", \"ed25519-sha256\"];\n"
+        << "  bits = 1024; active_keys = 1; prepublish = 1; key_lifetime = \"30d\"; grace = \"7d\";\n"
+        << "  publish_hook = \"" << DKIMROTOR_SOURCE_DIR << "/contrib/hooks/nsupdate\"; } );\n";
+  }
+
+  void StartDaemon() {
+    std::vector<std::string> env_strings;
+    for (const auto& [k, v] : env_) env_strings.push_back(k + "=" + v);
+    std::vector<char*> envp;
+    for (auto& s : env_strings) envp.push_back(s.data());
+    envp.push_back(nullptr);
+    std::string log = dir_ + "/daemon.log";
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    const char* argv[] = {DKIMROTOR_BINARY, "run", "-c", config_.c_str(), nullptr};
+    ASSERT_EQ(posix_spawn(&pid_, DKIMROTOR_BINARY, &actions, nullptr, const_cast<char**>(argv), envp.data()), 0);
+    posix_spawn_file_actions_destroy(&actions);
+    for (int i = 0; i < 200; ++i) {
+      if (auto c = Client(); c) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    FAIL() << "the daemon does not accept connections: " << ReadText(log);
+  }
+
+  util::Result<MilterClient> Client() {
+    MilterClient::Options o;
+    o.socket = socket_;
+    o.timeout = std::chrono::milliseconds(10000);
+    return MilterClient::Connect(o);
+  }
+
+  // dkimpy verifies every DKIM-Signature with the records it fetches from Knot.
+  void ExpectVerifies(const std::string& message, int signatures) {
+    const std::string file = dir_ + "/signed.eml";
+    std::ofstream(file) << message;
+    static constexpr const char* kVerify = R"PY(
+import re, subprocess, sys, dkim
+def dnsfunc(name, timeout=5):
+    out = subprocess.run(['kdig', '@127.0.0.1', '-p', sys.argv[2], '+short', 'TXT',
+                          name.decode().rstrip('.')], capture_output=True, text=True).stdout
+    return ''.join(re.findall(r'"((?:[^"\\]|\\.)*)"', out)).encode()
+msg = open(sys.argv[1], 'rb').read()
+d = dkim.DKIM(msg)
+results = [d.verify(idx=i, dnsfunc=dnsfunc) for i in range(msg.count(b'DKIM-Signature:'))]
+print(results)
+sys.exit(0 if len(results) == int(sys.argv[3]) and all(results) else 1)
+)PY";
+    auto r = RunProcess({"/usr/bin/python3", "-c", kVerify, file, std::to_string(knot_->port()),
+                         std::to_string(signatures)}, {{"PATH", "/usr/bin:/bin"}});
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->exit_code, 0) << r->output << "\n" << message;
+  }
+
+  std::unique_ptr<KnotServer> knot_;
+  std::string dir_, socket_, config_;
+  std::map<std::string, std::string> env_;
+  pid_t pid_ = -1;
+};
+
+TEST_F(MilterDaemonTest, SignsInternalMailAndDnsVerifiesIt) {
+  auto client = Client();
+  ASSERT_TRUE(client.has_value()) << client.error().message;
+  const auto& n = client->negotiation();
+  EXPECT_TRUE(n.Has(SMFIP_HDR_LEADSPC));
+  EXPECT_TRUE(n.Has(SMFIP_NR_HDR));
+  EXPECT_TRUE(n.Has(SMFIP_NR_BODY));
+  EXPECT_TRUE(n.Has(SMFIP_NORCPT));
+  auto result = client->SendMessage("127.0.0.1", "", kHeaders, kBody);
+  ASSERT_TRUE(result.has_value()) << result.error().message;
+  EXPECT_EQ(result->reply.kind, Reply::Kind::kAccept) << result->reply.ToString();
+  auto inserted = result->Find(Modification::Kind::kInsertHeader);
+  ASSERT_EQ(inserted.size(), 2u);
+  for (const auto& m : inserted) {
+    EXPECT_EQ(m.index, 0u);
+    EXPECT_EQ(m.name, "DKIM-Signature");
+  }
+  ASSERT_NO_FATAL_FAILURE(ExpectVerifies(client->ApplyModifications(kHeaders, kBody, *result), 2));
+  // The audit log names the selectors that signed.
+  for (int i = 0; i < 50 && ReadText(dir_ + "/signed.log").find("a=ed25519-sha256") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const std::string audit = ReadText(dir_ + "/signed.log");
+  EXPECT_NE(audit.find("d=example.test s=mta1-"), std::string::npos) << audit;
+  EXPECT_NE(audit.find("a=rsa-sha256"), std::string::npos) << audit;
+}
+
+TEST_F(MilterDaemonTest, ExternalMailIsSignedOnlyAfterSmtpAuth) {
+  auto client = Client();
+  ASSERT_TRUE(client.has_value());
+  auto outside = client->SendMessage("203.0.113.7", "", kHeaders, kBody);
+  ASSERT_TRUE(outside.has_value()) << outside.error().message;
+  EXPECT_TRUE(outside->Find(Modification::Kind::kInsertHeader).empty());
+  EXPECT_EQ(outside->reply.kind, Reply::Kind::kAccept) << outside->reply.ToString();
+  auto authenticated = client->SendMessage("203.0.113.7", "alice", kHeaders, kBody);
+  ASSERT_TRUE(authenticated.has_value()) << authenticated.error().message;
+  EXPECT_EQ(authenticated->Find(Modification::Kind::kInsertHeader).size(), 2u);
+  ASSERT_NO_FATAL_FAILURE(ExpectVerifies(client->ApplyModifications(kHeaders, kBody, *authenticated), 2));
+}
+
+TEST_F(MilterDaemonTest, BadMessagesPassUnsignedAndManyMessagesShareAConnection) {
+  auto client = Client();
+  ASSERT_TRUE(client.has_value());
+  auto no_from = client->SendMessage("127.0.0.1", "", {{"To", " bob@example.net"}}, kBody);
+  ASSERT_TRUE(no_from.has_value()) << no_from.error().message;
+  EXPECT_TRUE(no_from->Find(Modification::Kind::kInsertHeader).empty());
+  EXPECT_EQ(no_from->reply.kind, Reply::Kind::kAccept) << no_from->reply.ToString();
+  auto other = client->SendMessage("127.0.0.1", "", {{"From", " eve@other.example"}}, kBody);
+  ASSERT_TRUE(other.has_value());
+  EXPECT_TRUE(other->Find(Modification::Kind::kInsertHeader).empty());
+  for (int i = 0; i < 5; ++i) {
+    auto ok = client->SendMessage("127.0.0.1", "", kHeaders, kBody + std::to_string(i) + "\r\n");
+    ASSERT_TRUE(ok.has_value()) << ok.error().message;
+    EXPECT_EQ(ok->Find(Modification::Kind::kInsertHeader).size(), 2u) << i;
+  }
+}
+
+TEST_F(MilterDaemonTest, AbortMidBodyThenTheNextMessageIsSigned) {
+  auto client = Client();
+  ASSERT_TRUE(client.has_value());
+  ASSERT_TRUE(client->Connect("client", testing::Family::kInet, 4000, "127.0.0.1").has_value());
+  ASSERT_TRUE(client->MailFrom({"<alice@example.test>"}).has_value());
+  for (const auto& h : kHeaders) ASSERT_TRUE(client->Header(h.name, h.value).has_value());
+  ASSERT_TRUE(client->EndOfHeaders().has_value());
+  ASSERT_TRUE(client->Body("half a bo").has_value());
+  ASSERT_TRUE(client->Abort().has_value());
+  auto result = client->SendMessage("127.0.0.1", "", kHeaders, kBody);
+  ASSERT_TRUE(result.has_value()) << result.error().message;
+  ASSERT_NO_FATAL_FAILURE(ExpectVerifies(client->ApplyModifications(kHeaders, kBody, *result), 2));
+  // A connection dropped mid-message does not disturb the next one.
+  auto dropped = Client();
+  ASSERT_TRUE(dropped.has_value());
+  ASSERT_TRUE(dropped->Connect("client", testing::Family::kInet, 4001, "127.0.0.1").has_value());
+  ASSERT_TRUE(dropped->MailFrom({"<alice@example.test>"}).has_value());
+  ASSERT_TRUE(dropped->Header("From", " alice@example.test").has_value());
+  dropped->Close();
+  auto again = Client();
+  ASSERT_TRUE(again.has_value());
+  auto signed_again = again->SendMessage("127.0.0.1", "", kHeaders, kBody);
+  ASSERT_TRUE(signed_again.has_value());
+  EXPECT_EQ(signed_again->Find(Modification::Kind::kInsertHeader).size(), 2u);
+}
+
+TEST_F(MilterDaemonTest, SighupReloadsAndABrokenConfigIsRefused) {
+  WriteConfig("accept", /*broken=*/true);
+  ASSERT_EQ(::kill(pid_, SIGHUP), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto client = Client();
+  ASSERT_TRUE(client.has_value()) << "the daemon stopped on a broken reload";
+  auto still = client->SendMessage("127.0.0.1", "", kHeaders, kBody);
+  ASSERT_TRUE(still.has_value());
+  EXPECT_EQ(still->Find(Modification::Kind::kInsertHeader).size(), 2u);
+  EXPECT_NE(ReadText(dir_ + "/daemon.log").find("reload refused"), std::string::npos);
+
+  // A valid change applies to the next message.
+  WriteConfig("reject");
+  ASSERT_EQ(::kill(pid_, SIGHUP), 0);
+  bool rejected = false;
+  for (int i = 0; i < 100 && !rejected; ++i) {
+    auto c = Client();
+    ASSERT_TRUE(c.has_value());
+    auto r = c->SendMessage("127.0.0.1", "", {{"From", " eve@other.example"}}, kBody);
+    ASSERT_TRUE(r.has_value());
+    rejected = r->reply.kind == Reply::Kind::kReplyCode && r->reply.text.rfind("550", 0) == 0;
+    if (!rejected) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(rejected) << ReadText(dir_ + "/daemon.log");
+}
+
+TEST_F(MilterDaemonTest, SigtermExitsZero) {
+  ASSERT_EQ(::kill(pid_, SIGTERM), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid_, &status, 0), pid_);
+  pid_ = -1;
+  ASSERT_TRUE(WIFEXITED(status)) << ReadText(dir_ + "/daemon.log");
+  EXPECT_EQ(WEXITSTATUS(status), 0) << ReadText(dir_ + "/daemon.log");
+}
+
+}  // namespace
+}  // namespace dkimrotor::milter
