@@ -117,6 +117,22 @@ util::Result<std::shared_ptr<const milter::MilterSettings>> SettingsFrom(const c
   return std::shared_ptr<const milter::MilterSettings>(std::move(s));
 }
 
+// A unix socket gets milter.group, so the MTA (e.g. the postfix group) can connect to it.
+util::Status ChownSocket(const conf::Config& config) {
+  const std::string& socket = config.milter.socket;
+  if (config.milter.group.empty()) return util::Ok();
+  std::string path;
+  for (const char* prefix : {"unix:", "local:"})
+    if (socket.rfind(prefix, 0) == 0) path = socket.substr(std::strlen(prefix));
+  if (path.empty()) return util::Ok();
+  const group* gr = ::getgrnam(config.milter.group.c_str());
+  if (!gr) return util::Err(util::ErrorCode::kInvalidArgument, "milter.group " + config.milter.group + " does not exist");
+  if (::chown(path.c_str(), static_cast<uid_t>(-1), gr->gr_gid) != 0)
+    return util::Err(util::ErrorCode::kIo, "cannot give " + path + " to group " + config.milter.group + ": " +
+                                               std::strerror(errno));
+  return util::Ok();
+}
+
 util::Status DropPrivileges(const conf::Config& config) {
   if (config.milter.user.empty()) return util::Ok();
   if (::geteuid() != 0) return util::Ok();  // not root: nothing to drop
@@ -154,6 +170,7 @@ class Daemon {
     if (!m) return Fail(m.error().message);
     milter_ = std::move(*m);
     if (auto st = milter_->Listen(); !st) return Fail(st.error().message);
+    if (auto st = ChownSocket(config_); !st) return Fail(st.error().message);
     if (auto st = DropPrivileges(config_); !st) return Fail(st.error().message);
 
     auto lock = keystore::KeystoreLock::Acquire(config_.keystore.directory);
