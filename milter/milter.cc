@@ -242,19 +242,39 @@ sfsistat OnClose(SMFICTX* ctx) {
   });
 }
 
-// TCP_NODELAY on the inet listener: Linux copies it to every accepted socket.
-void SetNoDelayOnListeners() {
+// TCP_NODELAY on the inet listener: Linux copies it to every accepted socket. libmilter keeps
+// the descriptor to itself and calls listen() only later, in smfi_main(), so the socket is
+// found by type and bound port rather than by SO_ACCEPTCONN.
+void SetNoDelayOnListener(uint16_t port) {
   for (int fd = 3; fd < 1024; ++fd) {
-    int listening = 0;
-    socklen_t len = sizeof listening;
-    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
+    int type = 0;
+    socklen_t len = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) continue;
     sockaddr_storage addr{};
     socklen_t alen = sizeof addr;
     if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &alen) != 0) continue;
-    if (addr.ss_family != AF_INET && addr.ss_family != AF_INET6) continue;
+    uint16_t bound = 0;
+    if (addr.ss_family == AF_INET) bound = ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+    else if (addr.ss_family == AF_INET6) bound = ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
+    else continue;
+    if (bound != port) continue;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   }
+}
+
+// The port of an "inet:PORT@HOST" or "inet6:PORT@HOST" socket; 0 for unix sockets.
+uint16_t InetPort(const std::string& socket) {
+  for (const char* prefix : {"inet:", "inet6:"}) {
+    if (socket.rfind(prefix, 0) != 0) continue;
+    std::string rest = socket.substr(std::strlen(prefix));
+    try {
+      return static_cast<uint16_t>(std::stoi(rest.substr(0, rest.find('@'))));
+    } catch (...) {
+      return 0;
+    }
+  }
+  return 0;
 }
 
 }  // namespace
@@ -300,7 +320,7 @@ util::Status Milter::Listen() {
   if (smfi_opensocket(true) != MI_SUCCESS)
     return util::Err(util::ErrorCode::kIo, "cannot listen on " + options_.socket +
                                                " (in use, or no permission to bind it)");
-  SetNoDelayOnListeners();
+  if (uint16_t port = InetPort(options_.socket)) SetNoDelayOnListener(port);
   for (const char* prefix : {"unix:", "local:"}) {
     if (options_.socket.rfind(prefix, 0) == 0) {
       std::string path = options_.socket.substr(std::strlen(prefix));

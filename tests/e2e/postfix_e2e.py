@@ -1,0 +1,709 @@
+#!/usr/bin/python3
+"""End-to-end test: dkimrotor as the milter of a real, private Postfix instance.
+
+Everything runs on 127.0.0.1 on free ports and is started and stopped here:
+  - Knot DNS serving example.test, with TSIG-signed updates allowed;
+  - dkimrotor (`rotate` once, then `run`), publishing its keys through contrib/hooks/nsupdate;
+  - a private Postfix instance (own config, queue and data directories; the system's Postfix
+    and port 25 are never touched), relaying everything to
+  - a mail sink (a small SMTP server in this script) that keeps every message it receives.
+
+Checks:
+  1. 300 messages From: user@example.test sent through Postfix all arrive, each with exactly
+     one DKIM-Signature that dkimpy verifies against Knot; the 3 active selectors take turns.
+  2. Reload under load: 4 senders for ~20 s while dkimrotor gets SIGHUP 10 times (once with a
+     broken config); no SMTP error, every accepted message arrives signed and verifying, and
+     Postfix logs no milter error.
+  3. Mail from 127.0.0.2 (outside signing.internal_hosts) arrives unsigned.
+
+Needs root (Postfix runs as its mail_owner); as another user it exits 77 (skipped).
+Prints one line per failure and a final "N passed, M failed" line.
+--break-milter points smtpd_milters at a dead port with milter_default_action = accept, to show
+that the checks catch unsigned mail (the test must then fail).
+"""
+import argparse
+import os
+import re
+import shutil
+import signal
+import smtplib
+import socket
+import socketserver
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from email.utils import formatdate
+
+import dkim
+
+SKIP = 77
+DOMAIN = "example.test"
+
+passed = 0
+failed = 0
+
+
+def check(ok, what):
+    global passed, failed
+    if ok:
+        passed += 1
+    else:
+        failed += 1
+        print(f"FAIL: {what}", flush=True)
+    return ok
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def free_ports(n):
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def wait_for(pred, timeout, step=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
+
+
+def port_open(port, host="127.0.0.1"):
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def tail(path, n=40):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError as e:
+        return f"({e})\n"
+
+
+# --- the mail sink ---------------------------------------------------------------------------
+class Sink(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, port):
+        self.messages = []
+        self.lock = threading.Lock()
+        super().__init__(("127.0.0.1", port), SinkHandler)
+
+    def count(self):
+        with self.lock:
+            return len(self.messages)
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.messages)
+
+
+class SinkHandler(socketserver.StreamRequestHandler):
+    def reply(self, text):
+        self.wfile.write(text.encode() + b"\r\n")
+        self.wfile.flush()
+
+    def handle(self):
+        self.reply("220 sink.test ESMTP e2e sink")
+        while True:
+            line = self.rfile.readline()
+            if not line:
+                return
+            verb = line.strip().upper().split(b" ")[0]
+            if verb == b"EHLO":
+                self.reply("250-sink.test\r\n250 8BITMIME")
+            elif verb == b"HELO":
+                self.reply("250 sink.test")
+            elif verb in (b"MAIL", b"RCPT", b"RSET", b"NOOP"):
+                self.reply("250 2.0.0 ok")
+            elif verb == b"DATA":
+                self.reply("354 go ahead")
+                lines = []
+                while True:
+                    l = self.rfile.readline()
+                    if not l:
+                        return
+                    if l in (b".\r\n", b".\n"):
+                        break
+                    if l.startswith(b"."):
+                        l = l[1:]
+                    lines.append(l)
+                with self.server.lock:
+                    self.server.messages.append(b"".join(lines))
+                self.reply("250 2.0.0 stored")
+            elif verb == b"QUIT":
+                self.reply("221 bye")
+                return
+            else:
+                self.reply("502 5.5.2 not implemented")
+
+
+# --- DKIM checks -----------------------------------------------------------------------------
+class Dns:
+    def __init__(self, port):
+        self.port = port
+        self.cache = {}
+        self.lock = threading.Lock()
+
+    def txt(self, name, timeout=5):
+        name = name.decode() if isinstance(name, bytes) else name
+        name = name.rstrip(".")
+        with self.lock:
+            if name in self.cache:
+                return self.cache[name]
+        out = subprocess.run(["kdig", "@127.0.0.1", "-p", str(self.port), "+short", "TXT", name],
+                             capture_output=True, text=True, timeout=10).stdout
+        value = "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', out)).encode()
+        if value:
+            with self.lock:
+                self.cache[name] = value
+        return value
+
+
+def header_block(msg):
+    m = re.search(rb"\r?\n\r?\n", msg)
+    return msg[:m.start()] if m else msg
+
+
+def headers(msg, name):
+    """Unfolded values of every header field called name."""
+    out = []
+    for m in re.finditer(rb"^" + re.escape(name) + rb"[ \t]*:(.*(?:\r?\n[ \t].*)*)",
+                         header_block(msg), re.I | re.M):
+        out.append(re.sub(rb"\r?\n", b"", m.group(1)).decode(errors="replace").strip())
+    return out
+
+
+def message_id(msg):
+    ids = headers(msg, b"Message-ID")
+    return ids[0] if ids else None
+
+
+def examine(msg, dns):
+    """(number of DKIM-Signatures, selector or None, verified?)"""
+    sigs = headers(msg, b"DKIM-Signature")
+    if len(sigs) != 1:
+        return len(sigs), None, False
+    tags = dict((k.strip(), v.strip()) for k, _, v in
+                (t.partition("=") for t in sigs[0].split(";") if "=" in t))
+    sel = tags.get("s")
+    try:
+        ok = dkim.DKIM(msg).verify(idx=0, dnsfunc=dns.txt) and tags.get("d") == DOMAIN
+    except Exception as e:  # dkimpy raises on malformed input
+        print(f"  dkimpy error: {e}", flush=True)
+        ok = False
+    return 1, sel, ok
+
+
+def make_message(tag, n):
+    mid = f"<{tag}.{n}.{os.getpid()}@{DOMAIN}>"
+    body = "".join(f"Line {i} of message {tag}.{n}.\r\n" for i in range(5))
+    return mid, (f"From: User <user@{DOMAIN}>\r\n"
+                 f"To: Someone <someone@example.net>\r\n"
+                 f"Subject: e2e {tag} {n}\r\n"
+                 f"Date: {formatdate(localtime=False)}\r\n"
+                 f"Message-ID: {mid}\r\n"
+                 f"MIME-Version: 1.0\r\n"
+                 f"Content-Type: text/plain; charset=us-ascii\r\n"
+                 f"\r\n{body}")
+
+
+# --- the test --------------------------------------------------------------------------------
+class Env:
+    def __init__(self, args):
+        self.args = args
+        self.tmp = tempfile.mkdtemp(prefix="dkimrotor-e2e.")
+        os.chmod(self.tmp, 0o755)
+        (self.dns_port, self.milter_port, self.smtp_port, self.sink_port,
+         self.dead_port) = free_ports(5)
+        self.procs = []
+        self.knot = self.daemon = self.sink = None
+        self.pf_conf = os.path.join(self.tmp, "postfix")
+        self.pf_log = os.path.join(self.tmp, "postfix.log")
+        self.dr_log = os.path.join(self.tmp, "dkimrotor.log")
+        self.conf = os.path.join(self.tmp, "dkimrotor.conf")
+        self.postfix_started = False
+        self.dns = Dns(self.dns_port)
+
+    # Knot ---------------------------------------------------------------------------------
+    def start_knot(self):
+        k = os.path.join(self.tmp, "knot")
+        for d in ("run", "db", "zones"):
+            os.makedirs(os.path.join(k, d))
+        secret = subprocess.run(["openssl", "rand", "-base64", "32"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        self.tsig = os.path.join(self.tmp, "tsig.key")
+        with open(self.tsig, "w") as f:
+            f.write(f"hmac-sha256:e2e:{secret}\n")
+        os.chmod(self.tsig, 0o600)
+        with open(os.path.join(k, "knot.conf"), "w") as f:
+            f.write(f"""server:
+    rundir: "{k}/run"
+    listen: 127.0.0.1@{self.dns_port}
+log:
+  - target: stderr
+    any: warning
+database:
+    storage: "{k}/db"
+key:
+  - id: e2e
+    algorithm: hmac-sha256
+    secret: {secret}
+acl:
+  - id: update
+    key: e2e
+    action: update
+template:
+  - id: default
+    storage: "{k}/zones"
+    file: "%s.zone"
+    zonefile-sync: -1
+    journal-content: none
+    acl: update
+zone:
+  - domain: {DOMAIN}
+""")
+        with open(os.path.join(k, "zones", f"{DOMAIN}.zone"), "w") as f:
+            f.write(f"""$ORIGIN {DOMAIN}.
+$TTL 60
+@ SOA ns1.{DOMAIN}. hostmaster.{DOMAIN}. 1 3600 600 86400 60
+@ NS ns1
+ns1 A 127.0.0.1
+""")
+        knotd = shutil.which("knotd") or "/usr/sbin/knotd"
+        self.knot = subprocess.Popen([knotd, "-c", f"{k}/knot.conf", "-s", f"{k}/run/knot.sock"],
+                                     stdout=open(os.path.join(self.tmp, "knot.log"), "w"),
+                                     stderr=subprocess.STDOUT)
+        self.procs.append(self.knot)
+        ok = wait_for(lambda: "ns1" in subprocess.run(
+            ["kdig", "@127.0.0.1", "-p", str(self.dns_port), "+short", "SOA", DOMAIN],
+            capture_output=True, text=True).stdout, 15, 0.2)
+        if not ok:
+            raise RuntimeError("Knot did not start:\n" + tail(os.path.join(self.tmp, "knot.log")))
+        log(f"Knot serving {DOMAIN} on 127.0.0.1:{self.dns_port}")
+
+    # dkimrotor ----------------------------------------------------------------------------
+    def good_config(self):
+        src = self.args.source
+        return f"""milter:   {{ socket = "inet:{self.milter_port}@127.0.0.1"; on_error = "tempfail"; }};
+signing:  {{ internal_hosts = ["127.0.0.1/32"]; sign_authenticated = true; }};
+keystore: {{ directory = "{self.tmp}/keystore"; }};
+dns:      {{ resolvers = ["127.0.0.1:{self.dns_port}"]; check_authoritative = true;
+            min_propagation = "0s"; poll = "1s"; timeout = "2s"; }};
+log:      {{ level = "info"; audit = "{self.tmp}/signed.log"; }};
+domains = (
+  {{ domain = "{DOMAIN}"; stream = "e2e";
+    algorithms = ["rsa-sha256"]; bits = 2048;
+    active_keys = 3; prepublish = 1; key_lifetime = "30d";
+    selector_format = "{{stream}}-{{yyyymmdd}}-{{alg}}{{bits}}-{{n}}";
+    publish_hook = "{src}/contrib/hooks/nsupdate"; }} );
+"""
+
+    def write_config(self, text):
+        tmp = self.conf + ".new"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, self.conf)
+
+    def dr_env(self):
+        env = dict(os.environ)
+        env.update(DKIMROTOR_NS_SERVER="127.0.0.1", DKIMROTOR_NS_PORT=str(self.dns_port),
+                   DKIMROTOR_NS_TSIG=self.tsig, DKIMROTOR_NS_CONFIG=f"{self.tmp}/none.env",
+                   DKIMROTOR_NS_TTL="60")
+        return env
+
+    def start_dkimrotor(self):
+        self.write_config(self.good_config())
+        dr = self.args.dkimrotor
+        r = subprocess.run([dr, "rotate", "-c", self.conf, "--domain", DOMAIN],
+                           capture_output=True, text=True, env=self.dr_env(), timeout=120)
+        log(f"dkimrotor rotate: exit {r.returncode}")
+        if r.returncode != 0:
+            raise RuntimeError(f"dkimrotor rotate failed ({r.returncode}):\n{r.stdout}{r.stderr}")
+        self.daemon = subprocess.Popen([dr, "run", "-c", self.conf], env=self.dr_env(),
+                                       stdout=open(self.dr_log, "w"), stderr=subprocess.STDOUT)
+        self.procs.append(self.daemon)
+        if not wait_for(lambda: port_open(self.milter_port) or self.daemon.poll() is not None, 30):
+            raise RuntimeError("dkimrotor did not listen in 30 s")
+        if self.daemon.poll() is not None:
+            raise RuntimeError(f"dkimrotor run exited {self.daemon.returncode}")
+
+        def active():
+            out = subprocess.run([dr, "keys", "-c", self.conf, "--json"], capture_output=True,
+                                 text=True).stdout
+            return out.count('"state": "active"')
+        n = 0
+        wait_for(lambda: active() >= 3, 60, 0.5)
+        n = active()
+        log(f"dkimrotor milter on inet:{self.milter_port}@127.0.0.1, {n} active keys")
+        if n < 3:
+            raise RuntimeError("fewer than 3 active keys after 60 s:\n" + subprocess.run(
+                [dr, "keys", "-c", self.conf], capture_output=True, text=True).stdout)
+
+    # Postfix ------------------------------------------------------------------------------
+    def start_postfix(self):
+        c = self.pf_conf
+        os.makedirs(c)
+        queue = os.path.join(self.tmp, "spool")
+        data = os.path.join(self.tmp, "data")
+        os.makedirs(queue)
+        os.makedirs(data)
+        shutil.chown(data, "postfix")
+        if self.args.break_milter:
+            milters = f"inet:127.0.0.1:{self.dead_port}"
+            action = "accept"
+        else:
+            milters = f"inet:127.0.0.1:{self.milter_port}"
+            action = "tempfail"
+        with open(os.path.join(c, "main.cf"), "w") as f:
+            f.write(f"""compatibility_level = 3.6
+queue_directory = {queue}
+data_directory = {data}
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = mta.e2e.test
+mydomain = e2e.test
+myorigin = $myhostname
+mydestination =
+local_recipient_maps =
+alias_maps =
+alias_database =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+relayhost = [127.0.0.1]:{self.sink_port}
+smtpd_milters = {milters}
+non_smtpd_milters =
+milter_default_action = {action}
+maillog_file = {self.pf_log}
+maillog_file_prefixes = {self.tmp}
+smtputf8_enable = no
+smtpd_peername_lookup = no
+smtp_tls_security_level = none
+smtpd_tls_security_level = none
+biff = no
+disable_dns_lookups = yes
+smtp_host_lookup = native
+append_dot_mydomain = no
+""")
+        # Our own master.cf: no chroot (it would need copies of system files), and the SMTP
+        # listener on 127.0.0.1 on a free port instead of port 25.
+        services = [
+            f"127.0.0.1:{self.smtp_port} inet n - n - - smtpd",
+            "pickup unix n - n 60 1 pickup",
+            "cleanup unix n - n - 0 cleanup",
+            "qmgr unix n - n 300 1 qmgr",
+            "rewrite unix - - n - - trivial-rewrite",
+            "bounce unix - - n - 0 bounce",
+            "defer unix - - n - 0 bounce",
+            "trace unix - - n - 0 bounce",
+            "verify unix - - n - 1 verify",
+            "flush unix n - n 1000? 0 flush",
+            "proxymap unix - - n - - proxymap",
+            "proxywrite unix - - n - 1 proxymap",
+            "smtp unix - - n - - smtp",
+            "relay unix - - n - - smtp",
+            "showq unix n - n - - showq",
+            "error unix - - n - - error",
+            "retry unix - - n - - error",
+            "discard unix - - n - - discard",
+            "anvil unix - - n - 1 anvil",
+            "scache unix - - n - 1 scache",
+            "postlog unix-dgram n - n - 1 postlogd",
+        ]
+        with open(os.path.join(c, "master.cf"), "w") as f:
+            f.write("\n".join(services) + "\n")
+        env = dict(os.environ, MAIL_CONFIG=c)
+        r = subprocess.run(["postfix", "-c", c, "check"], capture_output=True, text=True,
+                           env=env, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError(f"postfix check failed:\n{r.stdout}{r.stderr}")
+        r = subprocess.run(["postfix", "-c", c, "start"], capture_output=True, text=True,
+                           env=env, timeout=60)
+        self.postfix_started = True
+        if r.returncode != 0:
+            raise RuntimeError(f"postfix start failed:\n{r.stdout}{r.stderr}")
+        if not wait_for(lambda: port_open(self.smtp_port), 30):
+            raise RuntimeError("Postfix did not listen in 30 s")
+        log(f"Postfix on 127.0.0.1:{self.smtp_port} (milters {milters}, "
+            f"default action {action}), relaying to the sink on 127.0.0.1:{self.sink_port}")
+
+    def postfix_pids(self):
+        """Processes of this Postfix instance: MAIL_CONFIG names our config directory."""
+        pids = []
+        want = f"MAIL_CONFIG={self.pf_conf}".encode()
+        for p in os.listdir("/proc"):
+            if not p.isdigit():
+                continue
+            try:
+                with open(f"/proc/{p}/environ", "rb") as f:
+                    if want in f.read().split(b"\0"):
+                        pids.append(int(p))
+            except OSError:
+                pass
+        return pids
+
+    def stop_postfix(self):
+        if not self.postfix_started:
+            return
+        env = dict(os.environ, MAIL_CONFIG=self.pf_conf)
+        try:
+            subprocess.run(["postfix", "-c", self.pf_conf, "stop"], capture_output=True,
+                           env=env, timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        wait_for(lambda: not self.postfix_pids(), 10, 0.2)
+        for pid in self.postfix_pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    # sink ---------------------------------------------------------------------------------
+    def start_sink(self):
+        self.sink = Sink(self.sink_port)
+        threading.Thread(target=self.sink.serve_forever, daemon=True).start()
+
+    def cleanup(self):
+        self.stop_postfix()
+        if self.sink:
+            self.sink.shutdown()
+            self.sink.server_close()
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        if not self.args.keep:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        else:
+            log(f"kept {self.tmp}")
+
+    def diagnostics(self):
+        print(f"--- tail of {self.pf_log}")
+        print(tail(self.pf_log), end="")
+        print(f"--- tail of {self.dr_log}")
+        print(tail(self.dr_log), end="", flush=True)
+
+
+def send_batch(port, messages, source=None):
+    """Sends (mid, text) pairs over one connection; returns the list of errors."""
+    errors = []
+    kw = {"source_address": (source, 0)} if source else {}
+    with smtplib.SMTP("127.0.0.1", port, timeout=30, **kw) as s:
+        s.ehlo("client.e2e.test")
+        for mid, text in messages:
+            try:
+                refused = s.sendmail(f"user@{DOMAIN}", ["someone@example.net"], text)
+                if refused:
+                    errors.append(f"{mid}: refused {refused}")
+            except smtplib.SMTPException as e:
+                errors.append(f"{mid}: {e}")
+                s.rset()
+    return errors
+
+
+def wait_delivered(env, mids, timeout):
+    """Waits until every Message-ID in mids is in the sink; returns {mid: [messages]}."""
+    mids = set(mids)
+
+    def found():
+        got = {}
+        for m in env.sink.snapshot():
+            i = message_id(m)
+            if i in mids:
+                got.setdefault(i, []).append(m)
+        return got
+    wait_for(lambda: len(found()) >= len(mids), timeout, 0.25)
+    return found()
+
+
+def verify_all(env, got, label):
+    """Checks each delivered message: one DKIM-Signature that verifies. Returns selector counts."""
+    selectors = {}
+    bad_count = bad_verify = 0
+    examples = []
+    for mid, msgs in got.items():
+        for m in msgs:
+            n, sel, ok = examine(m, env.dns)
+            if n != 1:
+                bad_count += 1
+                if len(examples) < 3:
+                    examples.append(f"{mid}: {n} DKIM-Signature fields")
+            elif not ok:
+                bad_verify += 1
+                if len(examples) < 3:
+                    examples.append(f"{mid}: s={sel} does not verify")
+            else:
+                selectors[sel] = selectors.get(sel, 0) + 1
+    check(bad_count == 0, f"{label}: {bad_count} messages without exactly one DKIM-Signature"
+          + (f" (e.g. {'; '.join(examples)})" if examples else ""))
+    check(bad_verify == 0, f"{label}: {bad_verify} signatures do not verify with dkimpy"
+          + (f" (e.g. {'; '.join(examples)})" if examples else ""))
+    return selectors
+
+
+def test_basic(env):
+    n = 300
+    msgs = [make_message("basic", i) for i in range(n)]
+    t0 = time.monotonic()
+    errors = send_batch(env.smtp_port, msgs)
+    check(not errors, f"basic: {len(errors)} of {n} sends failed: {errors[:3]}")
+    got = wait_delivered(env, [m for m, _ in msgs], 60)
+    log(f"basic: sent {n}, {len(got)} delivered in {time.monotonic() - t0:.1f} s")
+    check(len(got) == n, f"basic: only {len(got)} of {n} messages reached the sink")
+    check(all(len(v) == 1 for v in got.values()), "basic: some messages were delivered twice")
+    selectors = verify_all(env, got, "basic")
+    log(f"basic: selectors {selectors}")
+    check(len(selectors) == 3, f"basic: expected 3 selectors signing, saw {selectors}")
+    for sel, c in selectors.items():
+        check(80 <= c <= 120, f"basic: selector {sel} signed {c} of {n} messages, want 100 +- 20")
+
+
+def test_reload(env):
+    stop = threading.Event()
+    lock = threading.Lock()
+    accepted, errors = [], []
+
+    def sender(k):
+        i = 0
+        try:
+            with smtplib.SMTP("127.0.0.1", env.smtp_port, timeout=30) as s:
+                s.ehlo("client.e2e.test")
+                while not stop.is_set():
+                    mid, text = make_message(f"reload{k}", i)
+                    i += 1
+                    try:
+                        refused = s.sendmail(f"user@{DOMAIN}", ["someone@example.net"], text)
+                        with lock:
+                            if refused:
+                                errors.append(f"{mid}: refused {refused}")
+                            else:
+                                accepted.append(mid)
+                    except smtplib.SMTPException as e:
+                        with lock:
+                            errors.append(f"{mid}: {e}")
+                        s.rset()
+                    time.sleep(0.02)
+        except Exception as e:  # connection-level failure
+            with lock:
+                errors.append(f"sender {k}: {type(e).__name__}: {e}")
+
+    threads = [threading.Thread(target=sender, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    good = env.good_config()
+    broken = good + "\nno_such_setting = 1;\n"
+    t0 = time.monotonic()
+    try:
+        time.sleep(2)
+        for i in range(10):
+            if i == 4:
+                env.write_config(broken)
+            elif i == 5:
+                env.write_config(good)
+            env.daemon.send_signal(signal.SIGHUP)
+            time.sleep(1.5)
+        time.sleep(max(0.0, 20 - (time.monotonic() - t0)))
+    finally:
+        env.write_config(good)
+        stop.set()
+        for t in threads:
+            t.join(60)
+    log(f"reload: {len(accepted)} accepted, {len(errors)} errors in "
+        f"{time.monotonic() - t0:.1f} s with 10 SIGHUPs")
+    check(not errors, f"reload: {len(errors)} SMTP errors returned to the senders: {errors[:3]}")
+    check(len(accepted) >= 100, f"reload: only {len(accepted)} messages accepted under load")
+    check(env.daemon.poll() is None, "reload: dkimrotor exited during the reloads")
+    dlog = open(env.dr_log, errors="replace").read()
+    check("no_such_setting" in dlog,
+          "reload: dkimrotor's log does not mention the broken config's unknown setting")
+    got = wait_delivered(env, accepted, 90)
+    check(len(got) == len(accepted),
+          f"reload: {len(accepted) - len(got)} of {len(accepted)} accepted messages "
+          "did not reach the sink")
+    selectors = verify_all(env, got, "reload")
+    log(f"reload: selectors {selectors}")
+    pflog = open(env.pf_log, errors="replace").read().splitlines()
+    milter_errors = [l for l in pflog if "milter" in l.lower() and
+                     re.search(r"warning|error|fatal|panic|reject|tempfail|4\.\d\.\d", l, re.I)]
+    check(not milter_errors, f"reload: Postfix logged {len(milter_errors)} milter errors, e.g. "
+          f"{milter_errors[:2]}")
+
+
+def test_external(env):
+    mid, text = make_message("external", 0)
+    errors = send_batch(env.smtp_port, [(mid, text)], source="127.0.0.2")
+    check(not errors, f"external: send from 127.0.0.2 failed: {errors}")
+    got = wait_delivered(env, [mid], 30)
+    if check(mid in got, "external: the message from 127.0.0.2 did not reach the sink"):
+        n = len(headers(got[mid][0], b"DKIM-Signature"))
+        check(n == 0, f"external: the message from 127.0.0.2 (outside internal_hosts) "
+              f"has {n} DKIM-Signature fields, want none")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dkimrotor", required=True)
+    ap.add_argument("--source", required=True, help="the source tree (for contrib/hooks)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--break-milter", action="store_true",
+                    help="self-test: point Postfix at a dead milter port with "
+                         "milter_default_action = accept; the test must fail")
+    args = ap.parse_args()
+    args.dkimrotor = os.path.abspath(args.dkimrotor)
+    args.source = os.path.abspath(args.source)
+
+    if os.geteuid() != 0:
+        print("SKIP: the Postfix end-to-end test needs root (Postfix drops to its mail_owner)")
+        return SKIP
+    missing = [p for p in ("postfix", "knotd", "kdig", "knsupdate") if not shutil.which(p)
+               and not os.path.exists(f"/usr/sbin/{p}")]
+    if missing:
+        print(f"FAIL: missing {', '.join(missing)}: run scripts/install-deps")
+        print("0 passed, 1 failed")
+        return 1
+
+    t0 = time.monotonic()
+    env = Env(args)
+    try:
+        env.start_knot()
+        env.start_dkimrotor()
+        env.start_sink()
+        env.start_postfix()
+        test_basic(env)
+        test_reload(env)
+        test_external(env)
+    except Exception as e:
+        check(False, f"{type(e).__name__}: {e}")
+    finally:
+        if failed:
+            env.diagnostics()
+        env.cleanup()
+    log(f"done in {time.monotonic() - t0:.1f} s")
+    print(f"{passed} passed, {failed} failed", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
