@@ -182,7 +182,6 @@ class Daemon {
 
     std::thread server([this] {
       if (auto st = milter_->Run(); !st) log_->error("{}", st.error().message);
-      served_ = true;
       ::kill(::getpid(), SIGTERM);  // wake the main thread if libmilter stopped by itself
     });
     log_->info("dkimrotor listening on {} for {} domain(s)", config_.milter.socket, config_.domains.size());
@@ -285,7 +284,6 @@ class Daemon {
   std::unique_ptr<keystore::RotationEngine> engine_;
   std::unique_ptr<keystore::RotationThread> thread_;
   std::mutex reload_mu_;
-  std::atomic<bool> served_{false};
 };
 
 }  // namespace
