@@ -106,6 +106,11 @@ class FakeWorld : public RotationWorld {
   }
 };
 
+// Runs `n` engine steps an hour apart.
+void StepHourly(RotationEngine& engine, FakeWorld& world, int n) {
+  for (int i = 0; i < n; ++i, world.now += hours(1)) ASSERT_TRUE(engine.Step().has_value()) << "step " << i;
+}
+
 StreamPolicy Policy(int active_keys) {
   StreamPolicy p;
   p.domain = "example.com";
@@ -212,7 +217,7 @@ TEST(RotationEngine, KeyWithWrongDnsRecordNeverSigns) {
   world.dns.clear();
   // Republishing is not forced; DNS is set to a wrong key by "someone else".
   world.SetRecord(FakeWorld::Name(engine.Keys().at(0)), "v=DKIM1; k=ed25519; p=AAAA");
-  for (int i = 0; i < 24 * 30; ++i, world.now += hours(1)) ASSERT_TRUE(engine.Step().has_value());
+  ASSERT_NO_FATAL_FAILURE(StepHourly(engine, world, 24 * 30));
   EXPECT_EQ(engine.Keys().at(0).state, KeyState::kPending);
   EXPECT_TRUE(holder.Load()->Pick("example.com").empty());
 }
@@ -223,12 +228,12 @@ TEST(RotationEngine, WithoutHookKeysWaitForTheDnsAdmin) {
   SnapshotHolder holder;
   RotationEngine engine(Options(2), {}, &world, &holder);
   ASSERT_TRUE(engine.Start().has_value());
-  for (int i = 0; i < 48; ++i, world.now += hours(1)) ASSERT_TRUE(engine.Step().has_value());
+  ASSERT_NO_FATAL_FAILURE(StepHourly(engine, world, 48));
   EXPECT_EQ(CountIn(engine.Keys(), KeyState::kPending), 3);
   EXPECT_TRUE(world.dns.empty());
   // The admin publishes the records `dkimrotor dns` prints; after propagation they sign.
   for (const auto& k : engine.Keys()) world.SetRecord(FakeWorld::Name(k), KeyRecordValue(k));
-  for (int i = 0; i < 3; ++i, world.now += hours(1)) ASSERT_TRUE(engine.Step().has_value());
+  ASSERT_NO_FATAL_FAILURE(StepHourly(engine, world, 3));
   EXPECT_EQ(CountIn(engine.Keys(), KeyState::kActive), 2);
   EXPECT_EQ(CountIn(engine.Keys(), KeyState::kReady), 1);
 }
@@ -239,11 +244,11 @@ TEST(RotationEngine, LateRotationKeepsSigningAndSaysSo) {
   auto options = Options(1);
   RotationEngine engine(options, {}, &world, &holder);
   ASSERT_TRUE(engine.Start().has_value());
-  for (int i = 0; i < 4; ++i, world.now += hours(1)) ASSERT_TRUE(engine.Step().has_value());
+  ASSERT_NO_FATAL_FAILURE(StepHourly(engine, world, 4));
   ASSERT_EQ(CountIn(engine.Keys(), KeyState::kActive), 1);
   // From now on no new key gets through DNS: the spare is used, then rotation is late.
   world.dns_down = true;
-  for (int i = 0; i < 24 * 300; ++i, world.now += hours(1)) ASSERT_TRUE(engine.Step().has_value());
+  ASSERT_NO_FATAL_FAILURE(StepHourly(engine, world, 24 * 300));
   EXPECT_EQ(CountIn(engine.Keys(), KeyState::kActive), 1);
   EXPECT_EQ(holder.Load()->Pick("example.com").size(), 1u);
   bool late = false;
@@ -288,7 +293,7 @@ TEST(RotationEngine, FullDiskChangesNothing) {
   SnapshotHolder holder;
   RotationEngine engine(Options(1), {}, &world, &holder);
   ASSERT_TRUE(engine.Start().has_value());
-  for (int i = 0; i < 4; ++i, world.now += hours(1)) ASSERT_TRUE(engine.Step().has_value());
+  ASSERT_NO_FATAL_FAILURE(StepHourly(engine, world, 4));
   const auto before = engine.Keys();
   const auto snapshot = holder.Load();
   world.disk_full = true;
@@ -308,7 +313,7 @@ TEST(RotationEngine, EmergencyReplacesTheKeyAndRevokesWithoutGrace) {
   SnapshotHolder holder;
   RotationEngine engine(Options(1), {}, &world, &holder);
   ASSERT_TRUE(engine.Start().has_value());
-  for (int i = 0; i < 4; ++i, world.now += hours(1)) ASSERT_TRUE(engine.Step().has_value());
+  ASSERT_NO_FATAL_FAILURE(StepHourly(engine, world, 4));
   std::string compromised;
   for (const auto& k : engine.Keys())
     if (k.state == KeyState::kActive) compromised = k.selector;
@@ -334,7 +339,7 @@ TEST(RotationEngine, EmergencyOnTheLastKeyLeavesTheDomainUnsigned) {
   options.streams[0].prepublish = 0;
   RotationEngine engine(options, {}, &world, &holder);
   ASSERT_TRUE(engine.Start().has_value());
-  for (int i = 0; i < 4; ++i, world.now += hours(1)) ASSERT_TRUE(engine.Step().has_value());
+  ASSERT_NO_FATAL_FAILURE(StepHourly(engine, world, 4));
   const std::string only = engine.Keys().at(0).selector;
   ASSERT_TRUE(engine.EmergencyRevoke("example.com", only).has_value());
   EXPECT_TRUE(holder.Load()->Pick("example.com").empty());
@@ -348,7 +353,7 @@ TEST(RotationEngine, ManualRotateStepsNow) {
   SnapshotHolder holder;
   RotationEngine engine(Options(1), {}, &world, &holder);
   ASSERT_TRUE(engine.Start().has_value());
-  for (int i = 0; i < 4; ++i, world.now += hours(1)) ASSERT_TRUE(engine.Step().has_value());
+  ASSERT_NO_FATAL_FAILURE(StepHourly(engine, world, 4));
   const std::string before = holder.Load()->Pick("example.com").at(0)->selector();
   ASSERT_TRUE(engine.Rotate("example.com").has_value());
   EXPECT_NE(holder.Load()->Pick("example.com").at(0)->selector(), before);
@@ -360,7 +365,7 @@ TEST(SigningSnapshot, PicksRoundRobinPerAlgorithm) {
   SnapshotHolder holder;
   RotationEngine engine(Options(3), {}, &world, &holder);
   ASSERT_TRUE(engine.Start().has_value());
-  for (int i = 0; i < 4; ++i, world.now += hours(1)) ASSERT_TRUE(engine.Step().has_value());
+  ASSERT_NO_FATAL_FAILURE(StepHourly(engine, world, 4));
   std::map<std::string, int> uses;
   auto snap = holder.Load();
   for (int i = 0; i < 300; ++i) ++uses[snap->Pick("example.com").at(0)->selector()];
