@@ -14,6 +14,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/wiring.h"
+#include "conf/loader.h"
 #include "conf/practices.h"
 #include "keystore/dns_checker.h"
 #include "keystore/key_record.h"
@@ -50,7 +51,7 @@ util::Result<Loaded> Load(const Args& args) {
   auto path = args.Get("--config");
   if (!path) return util::Err(util::ErrorCode::kInvalidArgument, "-c FILE is required");
   Loaded l;
-  ASSIGN_OR_RETURN(l.config, LoadConfigFile(*path));
+  ASSIGN_OR_RETURN(l.config, conf::LoadConfig(*path));
   ASSIGN_OR_RETURN(l.rotation, RotationOptionsFrom(l.config));
   ASSIGN_OR_RETURN(l.keys, keystore::LoadState(l.config.keystore.directory));
   return l;

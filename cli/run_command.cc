@@ -27,6 +27,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/wiring.h"
+#include "conf/loader.h"
 #include "keystore/keystore_world.h"
 #include "keystore/rotation_engine.h"
 #include "keystore/rotation_thread.h"
@@ -248,7 +249,7 @@ class Daemon {
   void Reload() {
     std::lock_guard lock(reload_mu_);
     Notify("RELOADING=1");
-    auto config = LoadConfigFile(config_path_);
+    auto config = conf::LoadConfig(config_path_);
     if (!config) {
       log_->error("reload refused, still serving with the previous configuration: {}", config.error().message);
       Notify("READY=1");
@@ -312,7 +313,7 @@ int RunDaemon(std::span<char*> argv) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
-  auto config = LoadConfigFile(*path);
+  auto config = conf::LoadConfig(*path);
   if (!config) {
     std::fprintf(stderr, "dkimrotor run: %s\n", config.error().message.c_str());
     return kExitFailure;

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "conf/loader.h"
 #include "signer/canonicalization.h"
 
 namespace dkimrotor::cli {
@@ -58,7 +57,5 @@ keystore::KeystoreWorldOptions WorldOptionsFrom(const conf::Config& config) {
           d.publish_hook, std::chrono::duration_cast<std::chrono::milliseconds>(d.hook_timeout)};
   return o;
 }
-
-util::Result<conf::Config> LoadConfigFile(const std::string& path) { return conf::LoadConfig(path); }
 
 }  // namespace dkimrotor::cli

@@ -16,7 +16,4 @@ util::Result<keystore::RotationOptions> RotationOptionsFrom(const conf::Config& 
 keystore::KeystoreWorldOptions WorldOptionsFrom(const conf::Config& config);
 keystore::DnsCheckOptions DnsOptionsFrom(const conf::Config& config);
 
-// Loads the configuration named by -c, printing any error; nullopt-like failure as Result.
-util::Result<conf::Config> LoadConfigFile(const std::string& path);
-
 }  // namespace dkimrotor::cli

@@ -360,20 +360,6 @@ util::Status RotationEngine::EmergencyRevoke(const std::string& domain, const st
   return util::Ok();
 }
 
-std::optional<TimePoint> RotationEngine::NextStep(const StreamPolicy& p) const {
-  std::lock_guard lock(mu_);
-  std::optional<TimePoint> last;
-  int active = 0;
-  for (const auto& k : keys_) {
-    if (!SameStream(k, p) || k.state != KeyState::kActive) continue;
-    ++active;
-    TimePoint t = k.activated.value_or(k.state_since);
-    if (!last || t > *last) last = t;
-  }
-  if (!last || active < p.active_keys) return std::nullopt;
-  return *last + std::chrono::duration_cast<std::chrono::seconds>(p.key_lifetime / p.active_keys);
-}
-
 void RotationEngine::PublishSnapshot() {
   std::map<std::string, std::vector<SigningSnapshot::KeyList>, std::less<>> by_domain;
   for (const auto& p : options_.streams) {

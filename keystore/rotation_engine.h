@@ -89,8 +89,6 @@ class RotationEngine {
   util::Status EmergencyRevoke(const std::string& domain, const std::string& selector);
 
   std::vector<KeyInfo> Keys() const;
-  // When the next rotation step of a stream is due, for `keys` and `check`.
-  std::optional<TimePoint> NextStep(const StreamPolicy& policy) const;
   const RotationOptions& options() const { return options_; }
 
  private:
@@ -104,7 +102,6 @@ class RotationEngine {
   void Transition(KeyInfo& key, KeyState to, TimePoint now);
   util::Status Commit(std::vector<KeyInfo> next);
   bool PublishWithBackoff(KeyInfo& key, bool revoke, TimePoint now);
-  std::vector<KeyInfo*> InState(const StreamPolicy& p, KeyState s);
   std::string NewSelector(const StreamPolicy& p, TimePoint now) const;
   void PublishSnapshot();
 
