@@ -88,8 +88,15 @@ sfsistat OnNegotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned 
     *pf0 = SMFIF_ADDHDRS & f0;  // we only ever insert header fields
     // Ask only for what signing needs: exact header bytes, and no reply to each header or
     // body chunk (one round trip fewer per field and per chunk). Skip what we never use.
+    //
+    // DATA is NOT skipped although we have nothing to say to it. Postfix sends its DATA
+    // macros anyway and, without an answer, sends the first header right behind them. Its
+    // milter socket uses Nagle, so that header waits for our kernel's delayed ACK (40 ms):
+    // with SMFIP_NODATA a 1 KiB message took 48 ms behind Postfix, without it 4.5 ms
+    // (smtp-source -s 1 -m 200 through Postfix 3.7 and a do-nothing filter; README,
+    // "Performance"). libmilter answers "continue" itself when there is no xxfi_data.
     unsigned long want = SMFIP_HDR_LEADSPC | SMFIP_NR_HDR | SMFIP_NR_BODY | SMFIP_NOHELO |
-                         SMFIP_NORCPT | SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_SKIP;
+                         SMFIP_NORCPT | SMFIP_NOUNKNOWN | SMFIP_SKIP;
     *pf1 = want & f1;
     *pf2 = *pf3 = 0;
     auto conn = std::make_unique<internal::ConnectionContext>();

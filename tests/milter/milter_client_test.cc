@@ -216,9 +216,10 @@ TEST_F(NullFilterTest, NegotiatesLikeAMinimalSigner) {
   EXPECT_EQ(n.actions, smfif::kAddHeaders);
   EXPECT_TRUE(n.Has(SMFIP_HDR_LEADSPC));
   for (uint32_t skipped : {SMFIP_NOCONNECT, SMFIP_NOHELO, SMFIP_NORCPT, SMFIP_NOUNKNOWN,
-                           SMFIP_NODATA, SMFIP_NR_HDR, SMFIP_NR_BODY, SMFIP_SKIP})
+                           SMFIP_NR_HDR, SMFIP_NR_BODY, SMFIP_SKIP})
     EXPECT_TRUE(n.Has(skipped)) << "protocol " << std::hex << n.protocol << " lacks " << skipped;
-  for (uint32_t needed : {SMFIP_NOMAIL, SMFIP_NOHDRS, SMFIP_NOEOH, SMFIP_NOBODY, SMFIP_NR_MAIL})
+  for (uint32_t needed : {SMFIP_NOMAIL, SMFIP_NODATA, SMFIP_NOHDRS, SMFIP_NOEOH, SMFIP_NOBODY,
+                          SMFIP_NR_MAIL, SMFIP_NR_DATA})
     EXPECT_FALSE(n.Has(needed)) << "protocol " << std::hex << n.protocol << " has " << needed;
   EXPECT_TRUE(n.macro_lists.empty());
   EXPECT_EQ(client->stats().replies, 1u);
@@ -245,18 +246,18 @@ TEST_F(NullFilterTest, InsertsItsHeaderFirstAndAccepts) {
             std::string("X-Null-Filter: yes\r\n") + kMessage);
   EXPECT_GT(result->elapsed.count(), 0);
 
-  // Negotiation, MAIL and end of message are answered; connect, helo, rcpt and data are
-  // skipped, headers and body go unanswered.
+  // Negotiation, MAIL, DATA, end of headers and end of message are answered; connect, helo
+  // and rcpt are skipped, headers and body go unanswered.
   std::string answered;
   for (const auto& r : replies) answered += r.first;
-  const std::string expected = {SMFIC_OPTNEG, SMFIC_MAIL, SMFIC_EOH, SMFIC_BODYEOB};
+  const std::string expected = {SMFIC_OPTNEG, SMFIC_MAIL, SMFIC_DATA, SMFIC_EOH, SMFIC_BODYEOB};
   EXPECT_EQ(answered, expected);
   const MilterClient::Stats& stats = client->stats();
-  EXPECT_EQ(stats.replies, 4u);
-  EXPECT_EQ(stats.packets_received, 5u);  // + the inserted header
+  EXPECT_EQ(stats.replies, 5u);
+  EXPECT_EQ(stats.packets_received, 6u);  // + the inserted header
   // optneg; macros for connect, mail, rcpt, data, eoh and eom (sent even for the skipped
-  // events, as Postfix does); mail; 5 headers; eoh; body; eom
-  EXPECT_EQ(stats.packets_sent, 16u);
+  // events, as Postfix does); mail; data; 5 headers; eoh; body; eom
+  EXPECT_EQ(stats.packets_sent, 17u);
   EXPECT_LT(stats.writes, stats.packets_sent);  // packets without replies were coalesced
   auto quit = client->Quit();
   EXPECT_TRUE(quit) << quit.error().message;
