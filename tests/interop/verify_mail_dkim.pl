@@ -4,6 +4,7 @@
 # Usage:
 #   verify_mail_dkim.pl [--complete-final-line] --key NAME=RECORD [--key ...]
 #                       [--keys-file FILE] MSG...
+#   verify_mail_dkim.pl [--complete-final-line] --dns HOST:PORT MSG...
 #   verify_mail_dkim.pl --supports ALGORITHM
 #
 # NAME is the DNS owner name of a key record ("sel._domainkey.example.org"),
@@ -11,6 +12,9 @@
 # "NAME RECORD" pair a line. Public keys are served from these pairs by a
 # stand-in for the Net::DNS::Resolver that Mail::DKIM::DNS::resolver() lets
 # a caller install (the documented hook); any other name is NXDOMAIN.
+#
+# --dns HOST:PORT asks a real DNS server instead (a test's own Knot, say):
+# Net::DNS::Resolver with that one name server, no search list.
 #
 # Each message is read as bytes, its line endings normalised to CRLF the way
 # an MTA would hand it over (CR LF or bare LF -> CRLF; a bare CR stays), and
@@ -42,6 +46,7 @@ use Getopt::Long qw(GetOptions);
 use Mail::DKIM::DNS;
 use Mail::DKIM::Signature;
 use Mail::DKIM::Verifier;
+use Net::DNS;
 
 # A minimal object with the part of the Net::DNS::Resolver interface that
 # Mail::DKIM::DNS::query uses: send() and errorstring().
@@ -94,6 +99,7 @@ sub usage {
     my ($message) = @_;
     print STDERR "$message\n" if defined $message;
     print STDERR "usage: $0 [--complete-final-line] --key NAME=RECORD [--key ...] [--keys-file FILE] MSG...\n"
+      . "       $0 [--complete-final-line] --dns HOST:PORT MSG...\n"
       . "       $0 --supports ALGORITHM\n";
     exit 2;
 }
@@ -157,8 +163,9 @@ sub verify_file {
 }
 
 sub main {
-    my ( @key_args, @key_files, $supports, $complete_final_line );
+    my ( @key_args, @key_files, $supports, $complete_final_line, $dns );
     GetOptions(
+        'dns=s'               => \$dns,
         'key=s'               => \@key_args,
         'keys-file=s'         => \@key_files,
         'supports=s'          => \$supports,
@@ -178,7 +185,24 @@ sub main {
     }
     read_keys_file( $_, \%records ) for @key_files;
 
-    Mail::DKIM::DNS::resolver( FakeResolver->new(%records) );
+    if ( defined $dns ) {
+        usage('--dns and --key/--keys-file exclude each other') if %records;
+        my ( $host, $port ) = $dns =~ /\A(.+):(\d+)\z/ or usage("bad --dns $dns");
+        Mail::DKIM::DNS::resolver(
+            Net::DNS::Resolver->new(
+                nameservers => [$host],
+                port        => $port,
+                defnames    => 0,
+                dnsrch      => 0,
+                tcp_timeout => 5,
+                udp_timeout => 5,
+                retry       => 2,
+            )
+        );
+    }
+    else {
+        Mail::DKIM::DNS::resolver( FakeResolver->new(%records) );
+    }
 
     my $status = 0;
     for my $path (@ARGV) {
