@@ -8,7 +8,6 @@
 #include <pwd.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -23,6 +22,7 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/sinks/syslog_sink.h>
 #include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
 
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -41,22 +41,10 @@ constexpr const char* kRunUsage =
     "usage: dkimrotor run -c FILE\n"
     "Runs the signing milter and the key rotation engine in the foreground.\n"
     "SIGHUP reloads the configuration (a broken one is refused and the old one kept);\n"
-    "SIGTERM stops taking connections, lets messages in flight finish, and exits 0.\n";
+    "SIGTERM lets the messages in flight finish (new ones get a 4xx), then exits 0.\n";
 
-// systemd's notify protocol, without libsystemd: one datagram to $NOTIFY_SOCKET.
-void Notify(const char* state) {
-  const char* path = std::getenv("NOTIFY_SOCKET");
-  if (!path || !*path) return;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path, sizeof addr.sun_path - 1);
-  if (path[0] == '@') addr.sun_path[0] = '\0';  // abstract namespace
-  int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return;
-  socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + std::strlen(path));
-  ::sendto(fd, state, std::strlen(state), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr), len);
-  ::close(fd);
-}
+// systemd's notify protocol (Type=notify): does nothing unless systemd set $NOTIFY_SOCKET.
+void Notify(const char* state) { sd_notify(0, state); }
 
 spdlog::level::level_enum Level(conf::LogLevel l) {
   switch (l) {
@@ -181,9 +169,13 @@ class Daemon {
     if (!keys) return Fail(keys.error().message);
     if (auto st = StartEngine(config_, std::move(*keys)); !st) return Fail(st.error().message);
 
-    std::thread server([this] {
+    const pthread_t main_thread = ::pthread_self();
+    std::thread server([this, main_thread] {
       if (auto st = milter_->Run(); !st) log_->error("{}", st.error().message);
-      ::kill(::getpid(), SIGTERM);  // wake the main thread if libmilter stopped by itself
+      // If libmilter stopped by itself, wake the main thread: a signal to that thread only.
+      // A process-wide SIGTERM could reach libmilter's signal thread, which would abort the
+      // connections still finishing their messages.
+      if (!milter_->stopping()) ::pthread_kill(main_thread, SIGTERM);
     });
     log_->info("dkimrotor listening on {} for {} domain(s)", config_.milter.socket, config_.domains.size());
     Notify("READY=1");
@@ -203,7 +195,14 @@ class Daemon {
       break;
     }
     Notify("STOPPING=1");
-    log_->info("stopping: no new connections; waiting for messages in flight");
+    // libmilter's smfi_stop() ends every connection at its next command (its worker pool
+    // stops), so the messages in flight are finished first, while new ones get a 4xx.
+    milter_->RefuseNewMessages();
+    log_->info("stopping: new messages get a 4xx; waiting up to {} s for {} message(s) in flight",
+               config_.milter.stop_timeout.count(), milter_->messages_in_flight.load());
+    if (int left = milter_->WaitForMessagesInFlight(config_.milter.stop_timeout); left > 0)
+      log_->warn("stopping with {} message(s) still in flight after milter.stop_timeout; the MTA "
+                 "applies its milter_default_action to them", left);
     milter_->Stop();  // libmilter notices within its 5 s listener poll
     server.join();
     std::lock_guard lock_reload(reload_mu_);

@@ -35,6 +35,9 @@ struct MilterConfig {
   std::string user;   // empty: keep the user the daemon was started as
   std::string group;  // empty: the user's primary group
   unsigned socket_mode = 0660;  // permission bits of a unix socket
+  // On SIGTERM, how long messages already being signed may take to finish before the daemon
+  // exits anyway. New messages get a 4xx meanwhile.
+  std::chrono::seconds stop_timeout{30};
 
   bool operator==(const MilterConfig&) const = default;
 };

@@ -23,7 +23,7 @@ using Names = std::vector<std::string_view>;
 
 const Names kSections = {"milter", "signing", "keystore", "dns", "log", "domains"};
 const Names kMilterSettings = {"socket", "on_error", "on_bad_message", "user", "group",
-                               "socket_mode"};
+                               "socket_mode", "stop_timeout"};
 const Names kSigningSettings = {"internal_hosts", "sign_authenticated", "canonicalization",
                                 "headers",        "oversign",           "signature_lifetime"};
 const Names kKeystoreSettings = {"directory"};
@@ -367,6 +367,7 @@ class Loader {
       if (mode) out.socket_mode = *mode;
       else Error(*s, mode.error().message);
     }
+    ReadDuration(g, "stop_timeout", out.stop_timeout, seconds(0));
   }
 
   void LoadSigning(const Setting& g, SigningConfig& out) {

@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <ctime>
+#include <thread>
 
 #include <libmilter/mfapi.h>
 
@@ -137,7 +138,14 @@ sfsistat OnEnvFrom(SMFICTX* ctx, char**) {
       g_milter->unsigned_messages.fetch_add(1, std::memory_order_relaxed);
       return SMFIS_ACCEPT;  // from outside and not authenticated: never signed
     }
+    if (g_milter->stopping()) {
+      // Shutting down: only the messages already in flight are finished.
+      smfi_setreply(ctx, const_cast<char*>("451"), const_cast<char*>("4.3.2"),
+                    const_cast<char*>("DKIM signer restarting, try again"));
+      return SMFIS_TEMPFAIL;
+    }
     auto message = std::make_unique<internal::MessageContext>();
+    message->in_flight.Count(&g_milter->messages_in_flight);
     message->settings = std::move(settings);
     message->snapshot = g_milter->options().keys->Load();
     conn->message = std::move(message);
@@ -343,6 +351,18 @@ util::Status Milter::Run() {
   return util::Ok();
 }
 
-void Milter::Stop() { smfi_stop(); }
+void Milter::Stop() {
+  RefuseNewMessages();
+  smfi_stop();
+}
+
+int Milter::WaitForMessagesInFlight(std::chrono::milliseconds timeout) const {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  int n;
+  while ((n = messages_in_flight.load(std::memory_order_acquire)) > 0 &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return n;
+}
 
 }  // namespace dkimrotor::milter

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -61,8 +62,17 @@ class Milter {
   util::Status Listen();
   // Serves until Stop(); returns once libmilter has finished.
   util::Status Run();
-  // libmilter closes its listener at once; Run() returns within its 5 s listener poll.
+  // The first step of a clean stop: from now on a message that begins gets a 4xx (the MTA
+  // retries it later), while the messages in flight are still served.
+  void RefuseNewMessages() { stopping_.store(true, std::memory_order_release); }
+  // Waits until no message is between MAIL FROM and its end, at most `timeout`. Returns how
+  // many are still in flight (0: all finished).
+  int WaitForMessagesInFlight(std::chrono::milliseconds timeout) const;
+  // libmilter closes its listener, and its worker pool stops serving every connection:
+  // call it after the messages in flight are done. Run() returns within libmilter's 5 s
+  // listener poll.
   void Stop();
+  bool stopping() const { return stopping_.load(std::memory_order_acquire); }
 
   void SwapSettings(std::shared_ptr<const MilterSettings> settings) {
     settings_.store(std::move(settings), std::memory_order_release);
@@ -76,11 +86,13 @@ class Milter {
   std::atomic<uint64_t> signed_messages{0};
   std::atomic<uint64_t> unsigned_messages{0};
   std::atomic<uint64_t> failed_messages{0};
+  std::atomic<int> messages_in_flight{0};  // from MAIL FROM until the message context is freed
 
  private:
   explicit Milter(MilterOptions options, std::shared_ptr<const MilterSettings> settings);
 
   MilterOptions options_;
+  std::atomic<bool> stopping_{false};
   std::atomic<std::shared_ptr<const MilterSettings>> settings_;
 };
 

@@ -6,6 +6,7 @@
 
 #include <sys/socket.h>
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -18,7 +19,27 @@
 
 namespace dkimrotor::milter::internal {
 
+// Counts a message as in flight for as long as its context lives, however it ends (end of
+// message, abort, close or a dropped connection).
+class InFlight {
+ public:
+  InFlight() = default;
+  InFlight(const InFlight&) = delete;
+  InFlight& operator=(const InFlight&) = delete;
+  ~InFlight() {
+    if (counter_) counter_->fetch_sub(1, std::memory_order_release);
+  }
+  void Count(std::atomic<int>* counter) {
+    counter_ = counter;
+    counter_->fetch_add(1, std::memory_order_relaxed);
+  }
+
+ private:
+  std::atomic<int>* counter_ = nullptr;
+};
+
 struct MessageContext {
+  InFlight in_flight;
   std::shared_ptr<const MilterSettings> settings;             // as at MAIL FROM
   std::shared_ptr<const keystore::SigningSnapshot> snapshot;  // as at MAIL FROM
   std::vector<signer::HeaderField> fields;                    // until end of headers

@@ -43,6 +43,7 @@ milter: {
   user = "dkimrotor";
   group = "postfix";
   socket_mode = "0600";
+  stop_timeout = "2m";
 };
 signing: {
   internal_hosts = ["192.0.2.0/24", "2001:db8::/32", "198.51.100.7"];
@@ -88,6 +89,7 @@ TEST(ParseConfig, FullExampleParsesToItsValues) {
   EXPECT_EQ(c.milter.user, "dkimrotor");
   EXPECT_EQ(c.milter.group, "postfix");
   EXPECT_EQ(c.milter.socket_mode, 0600u);
+  EXPECT_EQ(c.milter.stop_timeout, std::chrono::minutes(2));
 
   EXPECT_EQ(c.signing.internal_hosts,
             (std::vector<std::string>{"192.0.2.0/24", "2001:db8::/32", "198.51.100.7/32"}));
