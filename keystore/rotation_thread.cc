@@ -1,5 +1,10 @@
 #include "keystore/rotation_thread.h"
 
+#include <sched.h>
+
+#include <cerrno>
+#include <cstring>
+
 namespace dkimrotor::keystore {
 
 RotationThread::RotationThread(RotationEngine* engine, std::chrono::milliseconds poll,
@@ -26,6 +31,12 @@ uint64_t RotationThread::steps() const {
 }
 
 void RotationThread::Run(std::stop_token stop) {
+  // Key generation (an RSA-4096 key costs about a second of CPU), hooks and DNS checks take
+  // only CPU that signing leaves idle: a busy milter's latency must not move. Linux applies
+  // the policy to this thread alone; hooks it starts inherit it.
+  sched_param param{};
+  if (::sched_setscheduler(0, SCHED_IDLE, &param) != 0 && log_)
+    log_(LogLevel::kWarning, std::string("rotation thread keeps normal priority: ") + std::strerror(errno));
   while (!stop.stop_requested()) {
     if (auto st = engine_->Step(); !st && log_)
       log_(LogLevel::kError, "rotation step failed, keys unchanged, signing goes on: " + st.error().message);

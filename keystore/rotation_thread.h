@@ -1,6 +1,6 @@
 // The background thread that runs the rotation engine every `poll`, or at once when woken
 // (SIGHUP, a CLI request). Stops promptly when destroyed. Signing never waits on it: it only
-// publishes snapshots.
+// publishes snapshots. It runs at SCHED_IDLE, so key generation only takes idle CPU.
 // Thread-safety: WakeUp() may be called from any thread; construction and destruction from one.
 #pragma once
 

@@ -3,7 +3,9 @@
 #include "keystore/rotation_engine.h"
 
 #include <gtest/gtest.h>
+#include <sched.h>
 
+#include <atomic>
 #include <map>
 #include <thread>
 #include <set>
@@ -48,11 +50,13 @@ class FakeWorld : public RotationWorld {
   };
   std::vector<Audited> audit;
   std::vector<std::string> warnings, errors;
+  std::atomic<int> create_key_policy{-1};  // the scheduling policy CreateKey last ran under
 
   static std::string Name(const KeyInfo& k) { return k.selector + "._domainkey." + k.domain; }
 
   TimePoint Now() override { return now; }
   util::Result<std::shared_ptr<const signer::PrivateKey>> CreateKey(const KeyInfo& k) override {
+    create_key_policy = ::sched_getscheduler(0);
     ASSIGN_OR_RETURN(auto key, signer::PrivateKey::Generate(signer::Algorithm::kEd25519Sha256, 0));
     key_files[Name(k)] = key;
     return key;
@@ -389,6 +393,8 @@ TEST(RotationThread, StepsAtStartOnWakeUpAndStopsPromptly) {
     RotationThread thread(&engine, std::chrono::hours(1), nullptr);
     EXPECT_EQ(wait_for_steps(thread, 1), 1u);
     EXPECT_FALSE(engine.Keys().empty());  // the first step generated keys
+    // Keys are generated at SCHED_IDLE: only CPU that signing leaves idle.
+    EXPECT_EQ(world.create_key_policy.load(), SCHED_IDLE);
     thread.WakeUp();
     EXPECT_EQ(wait_for_steps(thread, 2), 2u);
   }  // joins here; a stuck thread would hang the test, which ctest's timeout reports
