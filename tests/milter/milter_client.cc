@@ -451,7 +451,7 @@ util::Status MilterClient::Open() {
       }
     }
     fd_ = fd;
-    return util::Ok();
+    return QuickAck();
   }
   return last;
 }
@@ -586,9 +586,21 @@ util::Status MilterClient::ReadExact(char* out, size_t n, Clock::time_point dead
                   "the milter at " + address_.ToString() + " closed the connection");
     stats_.bytes_received += static_cast<uint64_t>(got);
     in_.append(buf, static_cast<size_t>(got));
+    RETURN_IF_ERROR(QuickAck());
   }
   std::memcpy(out, in_.data() + in_pos_, n);
   in_pos_ += n;
+  return util::Ok();
+}
+
+util::Status MilterClient::QuickAck() {
+  if (!options_.tcp_quickack || address_.kind == SocketAddress::Kind::kUnix) return util::Ok();
+  // Also sends an ACK that is pending now; the kernel clears the flag again by itself.
+  int one = 1;
+  if (::setsockopt(fd_, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one) != 0)
+    return Fail(ErrorCode::kIo, "setsockopt(TCP_QUICKACK) on the connection to milter " +
+                                    address_.ToString() + ": " + Errno(errno) +
+                                    " (turn off tcp_quickack)");
   return util::Ok();
 }
 

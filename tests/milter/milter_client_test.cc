@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -590,6 +591,33 @@ TEST_F(NullFilterTest, OneClientPerThread) {
   for (auto& th : threads) th.join();
   for (int t = 0; t < kThreads; ++t) EXPECT_EQ(errors[t], "") << "thread " << t;
   EXPECT_EQ(accepted.load(), kThreads * kMessages);
+}
+
+TEST_F(NullFilterTest, QuickAckIsSetAgainAfterEveryRead) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  MilterClient::Options options = Options();
+  options.tcp_quickack = true;
+  auto client = MilterClient::Connect(options);
+  ASSERT_TRUE(client) << client.error().message;
+  const int fd = client->FdForTesting();
+  auto quickack = [fd] {
+    int on = -1;
+    socklen_t len = sizeof on;
+    EXPECT_EQ(::getsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &on, &len), 0);
+    return on;
+  };
+  EXPECT_EQ(quickack(), 1);
+  for (int i = 0; i < 3; ++i) {
+    // Delayed-ACK mode, which the kernel enters by itself once replies follow requests
+    // closely: the client must turn quick ACKs on again when the milter's answer arrives.
+    int off = 0;
+    ASSERT_EQ(::setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &off, sizeof off), 0);
+    ASSERT_EQ(quickack(), 0);
+    ASSERT_NO_FATAL_FAILURE(ExpectSigned(*client, Spec()));
+    EXPECT_EQ(quickack(), 1) << "after message " << i;
+  }
+  auto quit = client->Quit();
+  EXPECT_TRUE(quit) << quit.error().message;
 }
 
 TEST(MilterClient, RefusedConnectionIsAnError) {
