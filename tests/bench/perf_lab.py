@@ -27,11 +27,14 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from mail_lab import (free_ports, port_open, stop_postfix, tail, wait_for,  # noqa: E402
+                      write_postfix_config)
 
 DOMAIN = "perf.test"
 SOURCE_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -46,43 +49,6 @@ OVERSIGNED_HEADERS = ["from", "subject", "date", "to", "cc", "reply-to", "messag
 
 def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def free_ports(n):
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
-
-
-def wait_for(pred, timeout, step=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
-
-
-def port_open(port, host="127.0.0.1"):
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def tail(path, n=30):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-n:])
-    except OSError as e:
-        return f"({e})\n"
 
 
 def postfix_milter(socket_spec):
@@ -539,66 +505,12 @@ class Postfix:
             os.makedirs(d)
         shutil.chown(data, "postfix")
         milters = postfix_milter(milter) if milter else ""
-        with open(os.path.join(self.conf, "main.cf"), "w") as f:
-            f.write(f"""compatibility_level = 3.6
-queue_directory = {queue}
-data_directory = {data}
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = mta.{DOMAIN}
-mydomain = {DOMAIN}
-myorigin = $myhostname
-mydestination =
-local_recipient_maps =
-alias_maps =
-alias_database =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-relayhost = [127.0.0.1]:{sink_port}
-smtpd_milters = {milters}
-non_smtpd_milters =
-milter_default_action = tempfail
-maillog_file = {self.log_path}
-maillog_file_prefixes = {lab.tmp}
-smtputf8_enable = no
-smtpd_peername_lookup = no
-smtp_tls_security_level = none
-smtpd_tls_security_level = none
-biff = no
-disable_dns_lookups = yes
-smtp_host_lookup = native
-append_dot_mydomain = no
-smtpd_client_connection_rate_limit = 0
-smtpd_client_message_rate_limit = 0
-smtpd_client_connection_count_limit = 0
-""")
-        # No chroot (it would need copies of system files); SMTP on a free loopback port.
-        services = [
-            f"127.0.0.1:{self.port} inet n - n - - smtpd",
-            "pickup unix n - n 60 1 pickup",
-            "cleanup unix n - n - 0 cleanup",
-            "qmgr unix n - n 300 1 qmgr",
-            "rewrite unix - - n - - trivial-rewrite",
-            "bounce unix - - n - 0 bounce",
-            "defer unix - - n - 0 bounce",
-            "trace unix - - n - 0 bounce",
-            "verify unix - - n - 1 verify",
-            "flush unix n - n 1000? 0 flush",
-            "proxymap unix - - n - - proxymap",
-            "proxywrite unix - - n - 1 proxymap",
-            "smtp unix - - n - - smtp",
-            "relay unix - - n - - smtp",
-            "showq unix n - n - - showq",
-            "error unix - - n - - error",
-            "retry unix - - n - - error",
-            "discard unix - - n - - discard",
-            "anvil unix - - n - 1 anvil",
-            "scache unix - - n - 1 scache",
-            "postlog unix-dgram n - n - 1 postlogd",
-        ]
-        with open(os.path.join(self.conf, "master.cf"), "w") as f:
-            f.write("\n".join(services) + "\n")
+        write_postfix_config(self.conf, queue, data, domain=DOMAIN, smtp_port=self.port,
+                             sink_port=sink_port, milters=milters, default_action="tempfail",
+                             log_file=self.log_path, log_prefix=lab.tmp,
+                             extra="smtpd_client_connection_rate_limit = 0\n"
+                                   "smtpd_client_message_rate_limit = 0\n"
+                                   "smtpd_client_connection_count_limit = 0\n")
         self.env = dict(os.environ, MAIL_CONFIG=self.conf)
         # `postfix start` checks what it needs; a separate `postfix check` costs 8 s here.
         lab.stoppers.append(self.stop)
@@ -610,38 +522,13 @@ smtpd_client_connection_count_limit = 0
             raise RuntimeError("Postfix did not listen in 30 s:\n" + tail(self.log_path))
         log(f"Postfix '{name}' on 127.0.0.1:{self.port}, smtpd_milters = {milters or '(none)'}")
 
-    def pids(self):
-        """Processes of this instance: MAIL_CONFIG names our config directory."""
-        pids = []
-        want = f"MAIL_CONFIG={self.conf}".encode()
-        for p in os.listdir("/proc"):
-            if not p.isdigit():
-                continue
-            try:
-                with open(f"/proc/{p}/environ", "rb") as f:
-                    if want in f.read().split(b"\0"):
-                        pids.append(int(p))
-            except OSError:
-                pass
-        return pids
-
     def queue_empty(self):
         r = subprocess.run(["postqueue", "-c", self.conf, "-j"], capture_output=True, text=True,
                            env=self.env, timeout=30)
         return r.returncode == 0 and not r.stdout.strip()
 
     def stop(self):
-        try:
-            subprocess.run(["postfix", "-c", self.conf, "stop"], capture_output=True,
-                           env=self.env, timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-        wait_for(lambda: not self.pids(), 10, 0.2)
-        for pid in self.pids():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        stop_postfix(self.conf)
 
 
 def smtp_source(port, messages, sessions=1, length=1024, sender=f"user@{DOMAIN}",

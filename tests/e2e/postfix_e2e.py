@@ -27,7 +27,6 @@ import re
 import shutil
 import signal
 import smtplib
-import socket
 import socketserver
 import subprocess
 import sys
@@ -37,6 +36,10 @@ import time
 from email.utils import formatdate
 
 import dkim
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from mail_lab import (free_ports, port_open, stop_postfix, tail, wait_for,  # noqa: E402
+                      write_postfix_config)
 
 SKIP = 77
 DOMAIN = "example.test"
@@ -57,43 +60,6 @@ def check(ok, what):
 
 def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def free_ports(n):
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
-
-
-def wait_for(pred, timeout, step=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
-
-
-def port_open(port, host="127.0.0.1"):
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def tail(path, n=40):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-n:])
-    except OSError as e:
-        return f"({e})\n"
 
 
 # --- the mail sink ---------------------------------------------------------------------------
@@ -372,64 +338,9 @@ domains = (
         else:
             milters = f"inet:127.0.0.1:{self.milter_port}"
             action = "tempfail"
-        with open(os.path.join(c, "main.cf"), "w") as f:
-            f.write(f"""compatibility_level = 3.6
-queue_directory = {queue}
-data_directory = {data}
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = mta.e2e.test
-mydomain = e2e.test
-myorigin = $myhostname
-mydestination =
-local_recipient_maps =
-alias_maps =
-alias_database =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-relayhost = [127.0.0.1]:{self.sink_port}
-smtpd_milters = {milters}
-non_smtpd_milters =
-milter_default_action = {action}
-maillog_file = {self.pf_log}
-maillog_file_prefixes = {self.tmp}
-smtputf8_enable = no
-smtpd_peername_lookup = no
-smtp_tls_security_level = none
-smtpd_tls_security_level = none
-biff = no
-disable_dns_lookups = yes
-smtp_host_lookup = native
-append_dot_mydomain = no
-""")
-        # Our own master.cf: no chroot (it would need copies of system files), and the SMTP
-        # listener on 127.0.0.1 on a free port instead of port 25.
-        services = [
-            f"127.0.0.1:{self.smtp_port} inet n - n - - smtpd",
-            "pickup unix n - n 60 1 pickup",
-            "cleanup unix n - n - 0 cleanup",
-            "qmgr unix n - n 300 1 qmgr",
-            "rewrite unix - - n - - trivial-rewrite",
-            "bounce unix - - n - 0 bounce",
-            "defer unix - - n - 0 bounce",
-            "trace unix - - n - 0 bounce",
-            "verify unix - - n - 1 verify",
-            "flush unix n - n 1000? 0 flush",
-            "proxymap unix - - n - - proxymap",
-            "proxywrite unix - - n - 1 proxymap",
-            "smtp unix - - n - - smtp",
-            "relay unix - - n - - smtp",
-            "showq unix n - n - - showq",
-            "error unix - - n - - error",
-            "retry unix - - n - - error",
-            "discard unix - - n - - discard",
-            "anvil unix - - n - 1 anvil",
-            "scache unix - - n - 1 scache",
-            "postlog unix-dgram n - n - 1 postlogd",
-        ]
-        with open(os.path.join(c, "master.cf"), "w") as f:
-            f.write("\n".join(services) + "\n")
+        write_postfix_config(c, queue, data, domain="e2e.test", smtp_port=self.smtp_port,
+                             sink_port=self.sink_port, milters=milters, default_action=action,
+                             log_file=self.pf_log, log_prefix=self.tmp)
         env = dict(os.environ, MAIL_CONFIG=c)
         r = subprocess.run(["postfix", "-c", c, "check"], capture_output=True, text=True,
                            env=env, timeout=60)
@@ -445,36 +356,9 @@ append_dot_mydomain = no
         log(f"Postfix on 127.0.0.1:{self.smtp_port} (milters {milters}, "
             f"default action {action}), relaying to the sink on 127.0.0.1:{self.sink_port}")
 
-    def postfix_pids(self):
-        """Processes of this Postfix instance: MAIL_CONFIG names our config directory."""
-        pids = []
-        want = f"MAIL_CONFIG={self.pf_conf}".encode()
-        for p in os.listdir("/proc"):
-            if not p.isdigit():
-                continue
-            try:
-                with open(f"/proc/{p}/environ", "rb") as f:
-                    if want in f.read().split(b"\0"):
-                        pids.append(int(p))
-            except OSError:
-                pass
-        return pids
-
     def stop_postfix(self):
-        if not self.postfix_started:
-            return
-        env = dict(os.environ, MAIL_CONFIG=self.pf_conf)
-        try:
-            subprocess.run(["postfix", "-c", self.pf_conf, "stop"], capture_output=True,
-                           env=env, timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-        wait_for(lambda: not self.postfix_pids(), 10, 0.2)
-        for pid in self.postfix_pids():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        if self.postfix_started:
+            stop_postfix(self.pf_conf)
 
     # sink ---------------------------------------------------------------------------------
     def start_sink(self):

@@ -2,7 +2,6 @@
 // spoken to with the MTA side of the protocol (milter_client), signatures verified by dkimpy
 // against that DNS. Policy, bad messages, several messages per connection, aborts, SIGHUP
 // reload (also with a broken file), SIGTERM.
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -35,18 +34,6 @@ using testing::MilterClient;
 using testing::Modification;
 using testing::Reply;
 
-uint16_t FreeTcpPort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 std::string ReadText(const std::string& path) {
   std::ifstream in(path);
   std::stringstream s;
@@ -70,7 +57,9 @@ class MilterDaemonTest : public ::testing::Test {
     ASSERT_TRUE(knot.has_value()) << knot.error().message;
     knot_ = std::move(*knot);
     dir_ = knot_->dir();
-    socket_ = "inet:" + std::to_string(FreeTcpPort()) + "@127.0.0.1";
+    auto port = testing::FreeTcpPort();
+    ASSERT_TRUE(port.has_value()) << port.error().message;
+    socket_ = "inet:" + std::to_string(*port) + "@127.0.0.1";
     config_ = dir_ + "/dkimrotor.conf";
     WriteConfig("accept");
     env_ = {{"PATH", "/usr/bin:/bin:/usr/sbin"},
