@@ -33,6 +33,7 @@
 #include "keystore/rotation_thread.h"
 #include "keystore/state_store.h"
 #include "milter/milter.h"
+#include "session/signing_service.h"
 
 namespace dkimrotor::cli {
 namespace {
@@ -89,22 +90,6 @@ util::Result<std::shared_ptr<spdlog::logger>> MakeAudit(const conf::Config& conf
   }
 }
 
-util::Result<std::shared_ptr<const milter::MilterSettings>> SettingsFrom(const conf::Config& config) {
-  auto s = std::make_shared<milter::MilterSettings>();
-  ASSIGN_OR_RETURN(s->policy, milter::SigningPolicy::Create(config.signing.internal_hosts,
-                                                            config.signing.sign_authenticated));
-  s->selector = signer::HeaderSelector(signer::HeaderPolicy{config.signing.headers, config.signing.oversign});
-  for (const auto& d : config.domains) s->domains.push_back({d.domain, d.subdomains});
-  s->on_error = config.milter.on_error == conf::OnError::kAccept ? milter::OnError::kAccept
-                                                                 : milter::OnError::kTempfail;
-  switch (config.milter.on_bad_message) {
-    case conf::OnBadMessage::kAccept: s->on_bad_message = milter::OnBadMessage::kAccept; break;
-    case conf::OnBadMessage::kReject: s->on_bad_message = milter::OnBadMessage::kReject; break;
-    case conf::OnBadMessage::kTempfail: s->on_bad_message = milter::OnBadMessage::kTempfail; break;
-  }
-  if (config.signing.signature_lifetime.count() > 0) s->signature_lifetime = config.signing.signature_lifetime.count();
-  return std::shared_ptr<const milter::MilterSettings>(std::move(s));
-}
 
 // A unix socket gets milter.group, so the MTA (e.g. the postfix group) can connect to it.
 util::Status ChownSocket(const conf::Config& config) {
@@ -147,15 +132,15 @@ class Daemon {
   int Main() {
     auto audit = MakeAudit(config_, log_);
     if (!audit) return Fail(audit.error().message);
-    auto settings = SettingsFrom(config_);
+    auto settings = SessionSettingsFrom(config_);
     if (!settings) return Fail(settings.error().message);
+    service_ = std::make_unique<session::SigningService>(&snapshots_, *settings, log_, *audit);
     milter::MilterOptions options;
     options.socket = config_.milter.socket;
     options.socket_mode = config_.milter.socket_mode;
-    options.keys = &snapshots_;
+    options.service = service_.get();
     options.log = log_;
-    options.audit = *audit;
-    auto m = milter::Milter::Create(options, *settings);
+    auto m = milter::Milter::Create(options);
     if (!m) return Fail(m.error().message);
     milter_ = std::move(*m);
     if (auto st = milter_->Listen(); !st) return Fail(st.error().message);
@@ -175,7 +160,7 @@ class Daemon {
       // If libmilter stopped by itself, wake the main thread: a signal to that thread only.
       // A process-wide SIGTERM could reach libmilter's signal thread, which would abort the
       // connections still finishing their messages.
-      if (!milter_->stopping()) ::pthread_kill(main_thread, SIGTERM);
+      if (!milter_->stop_requested()) ::pthread_kill(main_thread, SIGTERM);
     });
     log_->info("dkimrotor listening on {} for {} domain(s)", config_.milter.socket, config_.domains.size());
     Notify("READY=1");
@@ -197,17 +182,17 @@ class Daemon {
     Notify("STOPPING=1");
     // libmilter's smfi_stop() ends every connection at its next command (its worker pool
     // stops), so the messages in flight are finished first, while new ones get a 4xx.
-    milter_->RefuseNewMessages();
+    service_->RefuseNewMessages();
     log_->info("stopping: new messages get a 4xx; waiting up to {} s for {} message(s) in flight",
-               config_.milter.stop_timeout.count(), milter_->messages_in_flight.load());
-    if (int left = milter_->WaitForMessagesInFlight(config_.milter.stop_timeout); left > 0)
+               config_.milter.stop_timeout.count(), service_->messages_in_flight());
+    if (int left = service_->WaitForMessagesInFlight(config_.milter.stop_timeout); left > 0)
       log_->warn("stopping with {} message(s) still in flight after milter.stop_timeout; the MTA "
                  "applies its milter_default_action to them", left);
     milter_->Stop();  // libmilter notices within its 5 s listener poll
     server.join();
     std::lock_guard lock_reload(reload_mu_);
     thread_.reset();
-    log_->info("stopped after signing {} message(s)", milter_->signed_messages.load());
+    log_->info("stopped after signing {} message(s)", service_->counters().signed_messages.load());
     spdlog::shutdown();
     return kExitOk;
   }
@@ -254,7 +239,7 @@ class Daemon {
       Notify("READY=1");
       return;
     }
-    auto settings = SettingsFrom(*config);
+    auto settings = SessionSettingsFrom(*config);
     auto rotation = RotationOptionsFrom(*config);
     if (!settings || !rotation) {
       log_->error("reload refused: {}", (!settings ? settings.error() : rotation.error()).message);
@@ -268,7 +253,7 @@ class Daemon {
     if (auto st = StartEngine(*config, engine_->Keys()); !st) {
       log_->error("reload: restarting the rotation engine failed, keeping the old keys: {}", st.error().message);
     }
-    milter_->SwapSettings(*settings);
+    service_->SwapSettings(*settings);
     config_ = std::move(*config);
     log_->info("configuration reloaded: {} domain(s)", config_.domains.size());
     Notify("READY=1");
@@ -278,6 +263,7 @@ class Daemon {
   conf::Config config_;
   std::shared_ptr<spdlog::logger> log_;
   keystore::SnapshotHolder snapshots_;
+  std::unique_ptr<session::SigningService> service_;
   std::unique_ptr<milter::Milter> milter_;
   std::unique_ptr<keystore::KeystoreLock> lock_;
   std::unique_ptr<keystore::KeystoreWorld> world_;

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <ctime>
 #include <memory>
 #include <optional>
@@ -18,9 +19,12 @@
 
 #include "cli/commands.h"
 #include "conf/loader.h"
-#include "keystore/key_info.h"
+#include "cli/wiring.h"
+#include "keystore/keystore_world.h"
+#include "keystore/rotation_engine.h"
 #include "keystore/state_store.h"
-#include "signer/from_domain.h"
+#include "session/session.h"
+#include "session/signing_service.h"
 #include "signer/header_selector.h"
 #include "signer/message_parser.h"
 #include "signer/message_signer.h"
@@ -191,16 +195,23 @@ class Replay {
     return WriteAll(fd_, data, "spool file");
   }
 
-  util::Status CopyTo(int out) {
+  static constexpr uint64_t kNoInsert = UINT64_MAX;
+  // Copies the message to `out`, writing `insert` after `insert_at` bytes (kNoInsert: nowhere).
+  util::Status CopyTo(int out, uint64_t insert_at, std::string_view insert) {
     if (::lseek(fd_, start_, SEEK_SET) < 0)
       return util::Err(util::ErrorCode::kIo, std::string("cannot rewind the message: ") + std::strerror(errno));
     std::unique_ptr<char[]> buf(new char[kChunk]);
+    uint64_t copied = 0;
     while (true) {
-      ssize_t n = ::read(fd_, buf.get(), kChunk);
+      size_t want = kChunk;
+      if (copied < insert_at) want = static_cast<size_t>(std::min<uint64_t>(want, insert_at - copied));
+      ssize_t n = ::read(fd_, buf.get(), want);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) return util::Err(util::ErrorCode::kIo, std::string("cannot re-read the message: ") + std::strerror(errno));
       if (n == 0) return util::Ok();
       RETURN_IF_ERROR(WriteAll(out, std::string_view(buf.get(), static_cast<size_t>(n)), "stdout"));
+      copied += static_cast<uint64_t>(n);
+      if (copied == insert_at) RETURN_IF_ERROR(WriteAll(out, insert, "stdout"));
     }
   }
 
@@ -246,37 +257,98 @@ util::Result<std::vector<std::shared_ptr<const signer::SigningKey>>> LoadKeys(co
   return keys;
 }
 
-// The keys the milter would sign with: the active keys of the configured domain that `domain`
-// falls under, one per algorithm.
-util::Result<std::vector<std::shared_ptr<const signer::SigningKey>>> KeystoreKeys(
-    const conf::Config& config, const std::string& domain) {
-  const conf::DomainConfig* match = nullptr;
-  for (const auto& d : config.domains)
-    if (signer::DomainMatches(domain, d.domain, d.subdomains) &&
-        (!match || d.domain.size() > match->domain.size()))
-      match = &d;
-  if (!match)
-    return util::Err(util::ErrorCode::kNotFound, "domain " + domain + " is not configured for signing");
-  ASSIGN_OR_RETURN(auto canon, signer::ParseCanonicalization(config.signing.canonicalization));
-  ASSIGN_OR_RETURN(auto state, keystore::LoadState(config.keystore.directory));
-  std::vector<std::shared_ptr<const signer::SigningKey>> keys;
-  for (const auto& algorithm : match->algorithms) {
-    for (const auto& k : state) {
-      if (k.domain != match->domain || k.algorithm != algorithm || k.state != keystore::KeyState::kActive) continue;
-      const std::string path = keystore::KeyPath(config.keystore.directory, k);
-      ASSIGN_OR_RETURN(std::string pem, util::ReadSecretFile(path));
-      auto key = signer::PrivateKey::FromPem(pem);
-      if (!key) return util::Err(key.error().code, "key file " + path + ": " + key.error().message);
-      ASSIGN_OR_RETURN(auto signing, signer::SigningKey::Create({match->domain, k.selector, *key, canon}));
-      keys.push_back(std::move(signing));
-      break;  // one signature per algorithm
+// What `sign` signs through: a signing session, exactly as the milter's (-c), or the keys on
+// the command line. Either way a refusal is an error naming the reason.
+class Signing {
+ public:
+  virtual ~Signing() = default;
+  virtual void AddHeader(signer::HeaderField field) = 0;
+  virtual util::Status EndOfHeaders() = 0;
+  virtual void AddBody(std::string_view chunk) = 0;
+  virtual util::Result<std::vector<std::string>> Finish() = 0;
+};
+
+class KeySigning final : public Signing {
+ public:
+  KeySigning(std::vector<std::shared_ptr<const signer::SigningKey>> keys, signer::HeaderPolicy policy,
+             signer::MessageOptions options)
+      : selector_(std::move(policy)), signer_(std::move(keys), &selector_, options) {}
+  void AddHeader(signer::HeaderField field) override { signer_.AddHeader(std::move(field)); }
+  util::Status EndOfHeaders() override { return signer_.EndOfHeaders(); }
+  void AddBody(std::string_view chunk) override { signer_.AddBody(chunk); }
+  util::Result<std::vector<std::string>> Finish() override { return signer_.Finish(); }
+
+ private:
+  signer::HeaderSelector selector_;
+  signer::MessageSigner signer_;
+};
+
+// The milter's own path: the keystore's loader (the rotation engine's start-up, which checks
+// each key file against the public key the state records) fills a snapshot, and one session
+// of a SigningService decides and signs, as it would for a message from an internal host.
+class SessionSigning final : public Signing {
+ public:
+  static util::Result<std::unique_ptr<SessionSigning>> Create(const conf::Config& config, const SignArgs& args) {
+    std::unique_ptr<SessionSigning> s(new SessionSigning);
+    ASSIGN_OR_RETURN(auto settings, SessionSettingsFrom(config));
+    if (args.headers || args.oversign) {
+      auto changed = std::make_shared<session::Settings>(*settings);
+      signer::HeaderPolicy policy{config.signing.headers, config.signing.oversign};
+      if (args.headers) policy.sign = *args.headers;
+      if (args.oversign) policy.oversign = *args.oversign;
+      changed->headers = signer::HeaderSelector(std::move(policy));
+      settings = std::move(changed);
     }
+    ASSIGN_OR_RETURN(auto rotation, RotationOptionsFrom(config));
+    ASSIGN_OR_RETURN(auto state, keystore::LoadState(config.keystore.directory));
+    auto world_options = WorldOptionsFrom(config);
+    world_options.hooks.clear();  // nothing is published or changed from here
+    world_options.log = [](keystore::LogLevel level, const std::string& m) {
+      if (level == keystore::LogLevel::kWarning || level == keystore::LogLevel::kError)
+        std::fprintf(stderr, "dkimrotor sign: %s\n", m.c_str());
+    };
+    keystore::KeystoreWorld world(std::move(world_options));
+    keystore::RotationEngine engine(std::move(rotation), std::move(state), &world, &s->snapshots_);
+    RETURN_IF_ERROR(engine.Start());
+    s->service_ = std::make_unique<session::SigningService>(&s->snapshots_, std::move(settings), nullptr, nullptr);
+    session::MessageOverrides overrides;
+    if (!args.domain.empty()) overrides.domain = args.domain;
+    overrides.timestamp = args.timestamp;
+    overrides.lifetime = args.expire;
+    auto start = s->service_->Begin(session::Client{}, std::move(overrides));
+    if (!start.session) return util::Err(util::ErrorCode::kInvalidArgument, start.verdict.reason);
+    s->session_ = std::move(start.session);
+    return s;
   }
-  if (keys.empty())
-    return util::Err(util::ErrorCode::kNotFound,
-                     "domain " + match->domain + " has no active key yet (see dkimrotor keys)");
-  return keys;
-}
+
+  void AddHeader(signer::HeaderField field) override { session_->AddHeader(field.name, field.value); }
+  util::Status EndOfHeaders() override {
+    if (auto refused = session_->EndOfHeaders()) return Refusal(*refused);
+    return util::Ok();
+  }
+  void AddBody(std::string_view chunk) override { session_->AddBody(chunk); }
+  util::Result<std::vector<std::string>> Finish() override {
+    std::vector<std::string> out;
+    session::Verdict v = session_->Finish([&](const std::vector<std::string>& signatures) {
+      out = signatures;
+      return util::Ok();
+    });
+    if (v.outcome != session::Outcome::kSigned) return Refusal(v);
+    return out;
+  }
+
+ private:
+  SessionSigning() = default;
+  static util::Error Refusal(const session::Verdict& v) {
+    return util::Error{v.refusal == session::Refusal::kError ? util::ErrorCode::kNotFound
+                                                              : util::ErrorCode::kInvalidArgument,
+                       v.reason + (v.refusal == session::Refusal::kError ? " (see dkimrotor keys)" : "")};
+  }
+
+  keystore::SnapshotHolder snapshots_;
+  std::unique_ptr<session::SigningService> service_;  // after snapshots_, before session_
+  std::unique_ptr<session::Session> session_;
+};
 
 }  // namespace
 
@@ -289,60 +361,36 @@ int RunSign(std::span<char*> argv) {
     }
     return UsageError(err);
   }
-  std::optional<conf::Config> config;
+  std::unique_ptr<Signing> message;
   if (args.config) {
-    auto loaded = conf::LoadConfig(*args.config);
-    if (!loaded) return Fail(loaded.error().message);
-    config = std::move(*loaded);
+    auto config = conf::LoadConfig(*args.config);
+    if (!config) return Fail(config.error().message);
+    auto signing = SessionSigning::Create(*config, args);
+    if (!signing) return Fail(signing.error().message);
+    message = std::move(*signing);
+  } else {
+    auto keys = LoadKeys(args);
+    if (!keys) return Fail(keys.error().message);
+    signer::HeaderPolicy policy = signer::HeaderPolicy::Default();
+    if (args.headers) policy.sign = *args.headers;
+    if (args.oversign) policy.oversign = *args.oversign;
+    signer::MessageOptions options;
+    options.timestamp = args.timestamp ? *args.timestamp : static_cast<int64_t>(std::time(nullptr));
+    options.lifetime = args.expire;
+    message = std::make_unique<KeySigning>(std::move(*keys), std::move(policy), options);
   }
-  std::vector<std::shared_ptr<const signer::SigningKey>> keys;
-  if (!config) {
-    auto loaded = LoadKeys(args);
-    if (!loaded) return Fail(loaded.error().message);
-    keys = std::move(*loaded);
-  }
-
-  signer::HeaderPolicy policy = signer::HeaderPolicy::Default();
-  if (config) {
-    policy.sign = config->signing.headers;
-    policy.oversign = config->signing.oversign;
-  }
-  if (args.headers) policy.sign = *args.headers;
-  if (args.oversign) policy.oversign = *args.oversign;
-  signer::HeaderSelector selector(std::move(policy));
-  signer::MessageOptions options;
-  options.timestamp = args.timestamp ? *args.timestamp : static_cast<int64_t>(std::time(nullptr));
-  options.lifetime = args.expire;
-  if (config && !args.expire && config->signing.signature_lifetime.count() > 0)
-    options.lifetime = config->signing.signature_lifetime.count();
-  std::optional<signer::MessageSigner> message;
 
   auto replay = Replay::Open();
   if (!replay) return Fail(replay.error().message);
 
   std::string header_buf;
-  bool in_body = false;
+  signer::HeaderScan scan;
+  std::optional<signer::HeaderEnd> end;
   std::optional<bool> crlf;  // the message's line end, from its first line
   std::unique_ptr<char[]> buf(new char[kChunk]);
   auto start_body = [&](std::string_view block) -> util::Status {
     ASSIGN_OR_RETURN(auto fields, signer::ParseHeaderBlock(block));
-    if (config) {
-      std::string domain = args.domain;
-      if (domain.empty()) {
-        const signer::HeaderField* from = nullptr;
-        int count = 0;
-        for (const auto& f : fields)
-          if (signer::FieldKey(f.name) == "from") from = (++count == 1) ? &f : from;
-        if (count != 1)
-          return util::Err(util::ErrorCode::kInvalidArgument,
-                           count == 0 ? "no From header" : std::to_string(count) + " From headers");
-        ASSIGN_OR_RETURN(domain, signer::FromDomain(from->value));
-      }
-      ASSIGN_OR_RETURN(keys, KeystoreKeys(*config, domain));
-    }
-    message.emplace(std::move(keys), &selector, options);
     for (auto& f : fields) message->AddHeader(std::move(f));
-    in_body = true;
     return message->EndOfHeaders();
   };
   while (true) {
@@ -352,17 +400,16 @@ int RunSign(std::span<char*> argv) {
     if (n == 0) break;
     std::string_view chunk(buf.get(), static_cast<size_t>(n));
     if (auto st = replay->Keep(chunk); !st) return Fail(st.error().message);
-    if (in_body) {
+    if (end) {
       message->AddBody(chunk);
       continue;
     }
-    size_t from = header_buf.size() >= 2 ? header_buf.size() - 2 : 0;
     header_buf.append(chunk);
     if (!crlf) {
       if (size_t nl = header_buf.find('\n'); nl != std::string::npos)
         crlf = nl > 0 && header_buf[nl - 1] == '\r';
     }
-    auto end = signer::FindEndOfHeaders(header_buf, from);
+    end = signer::FindEndOfHeaders(header_buf, &scan, /*at_eof=*/false);
     if (!end) {
       if (header_buf.size() > kMaxHeaderBytes)
         return Fail("the header block is larger than 64 MiB: not a message this tool signs");
@@ -373,8 +420,12 @@ int RunSign(std::span<char*> argv) {
     message->AddBody(std::string_view(header_buf).substr(end->body_start));
     std::string().swap(header_buf);
   }
-  if (!in_body) {
-    if (auto st = start_body(header_buf); !st) return Fail(st.error().message);
+  if (!end) {
+    end = signer::FindEndOfHeaders(header_buf, &scan, /*at_eof=*/true);
+    const size_t header_bytes = end ? end->header_bytes : header_buf.size();
+    if (auto st = start_body(std::string_view(header_buf).substr(0, header_bytes)); !st)
+      return Fail(st.error().message);
+    if (end) message->AddBody(std::string_view(header_buf).substr(end->body_start));
   }
 
   auto signatures = message->Finish();
@@ -393,7 +444,10 @@ int RunSign(std::span<char*> argv) {
     out.append(eol);
   }
   if (auto st = Replay::WriteAll(STDOUT_FILENO, out, "stdout"); !st) return Fail(st.error().message);
-  if (auto st = replay->CopyTo(STDOUT_FILENO); !st) return Fail(st.error().message);
+  // A header that ended at a line that is no field gets the empty line an MTA would insert, so
+  // verifiers see the header that was signed.
+  const uint64_t separator = end && end->separator_missing ? end->header_bytes : Replay::kNoInsert;
+  if (auto st = replay->CopyTo(STDOUT_FILENO, separator, eol); !st) return Fail(st.error().message);
   return kExitOk;
 }
 

@@ -58,4 +58,21 @@ keystore::KeystoreWorldOptions WorldOptionsFrom(const conf::Config& config) {
   return o;
 }
 
+util::Result<std::shared_ptr<const session::Settings>> SessionSettingsFrom(const conf::Config& config) {
+  auto s = std::make_shared<session::Settings>();
+  ASSIGN_OR_RETURN(s->policy, session::SigningPolicy::Create(config.signing.internal_hosts,
+                                                             config.signing.sign_authenticated));
+  s->headers = signer::HeaderSelector(signer::HeaderPolicy{config.signing.headers, config.signing.oversign});
+  for (const auto& d : config.domains) s->domains.push_back({d.domain, d.subdomains});
+  s->on_error = config.milter.on_error == conf::OnError::kAccept ? session::OnError::kAccept
+                                                                 : session::OnError::kTempfail;
+  switch (config.milter.on_bad_message) {
+    case conf::OnBadMessage::kAccept: s->on_bad_message = session::OnBadMessage::kAccept; break;
+    case conf::OnBadMessage::kReject: s->on_bad_message = session::OnBadMessage::kReject; break;
+    case conf::OnBadMessage::kTempfail: s->on_bad_message = session::OnBadMessage::kTempfail; break;
+  }
+  if (config.signing.signature_lifetime.count() > 0) s->signature_lifetime = config.signing.signature_lifetime.count();
+  return std::shared_ptr<const session::Settings>(std::move(s));
+}
+
 }  // namespace dkimrotor::cli

@@ -3,11 +3,13 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "conf/config.h"
 #include "keystore/keystore_world.h"
 #include "keystore/rotation_engine.h"
+#include "session/settings.h"
 #include "util/result.h"
 
 namespace dkimrotor::cli {
@@ -15,5 +17,7 @@ namespace dkimrotor::cli {
 util::Result<keystore::RotationOptions> RotationOptionsFrom(const conf::Config& config);
 keystore::KeystoreWorldOptions WorldOptionsFrom(const conf::Config& config);
 keystore::DnsCheckOptions DnsOptionsFrom(const conf::Config& config);
+// The signing session's settings: who may sign, which headers, which domains, the answers.
+util::Result<std::shared_ptr<const session::Settings>> SessionSettingsFrom(const conf::Config& config);
 
 }  // namespace dkimrotor::cli

@@ -7,12 +7,10 @@
 
 #include <cstring>
 #include <ctime>
-#include <thread>
 
 #include <libmilter/mfapi.h>
 
 #include "milter/internal/message_context.h"
-#include "signer/from_domain.h"
 
 namespace dkimrotor::milter {
 namespace {
@@ -40,47 +38,53 @@ std::string Symbol(SMFICTX* ctx, const char* name) {
   return v ? v : "";
 }
 
-// The answer for a message that cannot be signed because something inside dkimrotor failed.
-sfsistat ErrorReply(SMFICTX* ctx, const MilterSettings* settings) {
-  if (g_milter) g_milter->failed_messages.fetch_add(1, std::memory_order_relaxed);
-  if (settings && settings->on_error == OnError::kAccept) return SMFIS_ACCEPT;
-  smfi_setreply(ctx, const_cast<char*>("451"), const_cast<char*>("4.3.0"),
-                const_cast<char*>("DKIM signing temporarily unavailable, try again later"));
-  return SMFIS_TEMPFAIL;
-}
-
-// The answer for a message dkimrotor refuses to sign (no From, unknown domain, ...).
-sfsistat BadMessageReply(SMFICTX* ctx, const MilterSettings& settings) {
-  if (g_milter) g_milter->unsigned_messages.fetch_add(1, std::memory_order_relaxed);
-  switch (settings.on_bad_message) {
-    case OnBadMessage::kAccept:
+// Replies for a verdict: the session decided what happens; this only speaks libmilter.
+sfsistat Reply(SMFICTX* ctx, const session::Verdict& v) {
+  using session::Outcome;
+  using session::Refusal;
+  switch (v.outcome) {
+    case Outcome::kSigned:
+    case Outcome::kUnsigned:
       return SMFIS_ACCEPT;
-    case OnBadMessage::kReject:
+    case Outcome::kReject:
       smfi_setreply(ctx, const_cast<char*>("550"), const_cast<char*>("5.7.1"),
                     const_cast<char*>("message cannot be DKIM-signed"));
       return SMFIS_REJECT;
-    case OnBadMessage::kTempfail:
-      smfi_setreply(ctx, const_cast<char*>("451"), const_cast<char*>("4.7.1"),
-                    const_cast<char*>("message cannot be DKIM-signed"));
+    case Outcome::kTempfail:
+      if (v.refusal == Refusal::kStopping)
+        smfi_setreply(ctx, const_cast<char*>("451"), const_cast<char*>("4.3.2"),
+                      const_cast<char*>("DKIM signer restarting, try again"));
+      else if (v.refusal == Refusal::kBadMessage)
+        smfi_setreply(ctx, const_cast<char*>("451"), const_cast<char*>("4.7.1"),
+                      const_cast<char*>("message cannot be DKIM-signed"));
+      else
+        smfi_setreply(ctx, const_cast<char*>("451"), const_cast<char*>("4.3.0"),
+                      const_cast<char*>("DKIM signing temporarily unavailable, try again later"));
       return SMFIS_TEMPFAIL;
   }
   return SMFIS_ACCEPT;
 }
 
-// Runs a callback body; nothing may escape into libmilter.
+// Runs a callback body; nothing may escape into libmilter. An unexpected failure ends the
+// message with the configured on_error answer.
 template <class Fn>
 sfsistat Guard(SMFICTX* ctx, const char* stage, Fn&& fn) noexcept {
+  std::string why;
   try {
     return fn();
   } catch (const std::exception& e) {
-    if (g_milter && g_milter->options().log) g_milter->options().log->error("{}: unexpected failure: {}", stage, e.what());
+    why = std::string(stage) + ": unexpected failure: " + e.what();
   } catch (...) {
-    if (g_milter && g_milter->options().log) g_milter->options().log->error("{}: unexpected failure", stage);
+    why = std::string(stage) + ": unexpected failure";
   }
-  auto* conn = Connection(ctx);
-  const MilterSettings* settings = conn && conn->message ? conn->message->settings.get() : nullptr;
-  if (conn) conn->message.reset();
-  return ErrorReply(ctx, settings);
+  try {
+    if (!g_milter) return SMFIS_TEMPFAIL;
+    auto* conn = Connection(ctx);
+    if (conn) conn->session.reset();
+    return Reply(ctx, g_milter->service().Fail(Symbol(ctx, "i"), std::move(why)));
+  } catch (...) {
+    return SMFIS_TEMPFAIL;
+  }
 }
 
 sfsistat OnNegotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned long, unsigned long,
@@ -131,24 +135,14 @@ sfsistat OnEnvFrom(SMFICTX* ctx, char**) {
   return Guard(ctx, "envfrom", [&] {
     auto* conn = ConnectionOrNew(ctx);
     if (!conn) return SMFIS_TEMPFAIL;
-    conn->message.reset();
-    auto settings = g_milter->settings();
-    const sockaddr* client = conn->has_address ? reinterpret_cast<const sockaddr*>(&conn->address) : nullptr;
-    if (!settings->policy.MaySign(client, Symbol(ctx, "{auth_authen}"))) {
-      g_milter->unsigned_messages.fetch_add(1, std::memory_order_relaxed);
-      return SMFIS_ACCEPT;  // from outside and not authenticated: never signed
-    }
-    if (g_milter->stopping()) {
-      // Shutting down: only the messages already in flight are finished.
-      smfi_setreply(ctx, const_cast<char*>("451"), const_cast<char*>("4.3.2"),
-                    const_cast<char*>("DKIM signer restarting, try again"));
-      return SMFIS_TEMPFAIL;
-    }
-    auto message = std::make_unique<internal::MessageContext>();
-    message->in_flight.Count(&g_milter->messages_in_flight);
-    message->settings = std::move(settings);
-    message->snapshot = g_milter->options().keys->Load();
-    conn->message = std::move(message);
+    conn->session.reset();
+    const std::string auth = Symbol(ctx, "{auth_authen}");
+    session::Client client;
+    client.address = conn->has_address ? reinterpret_cast<const sockaddr*>(&conn->address) : nullptr;
+    client.auth_authen = auth;
+    auto start = g_milter->service().Begin(client);
+    if (!start.session) return Reply(ctx, start.verdict);
+    conn->session = std::move(start.session);
     return SMFIS_CONTINUE;
   });
 }
@@ -156,44 +150,21 @@ sfsistat OnEnvFrom(SMFICTX* ctx, char**) {
 sfsistat OnHeader(SMFICTX* ctx, char* name, char* value) {
   return Guard(ctx, "header", [&] {
     auto* conn = Connection(ctx);
-    if (!conn || !conn->message) return conn && conn->noreply_header ? SMFIS_NOREPLY : SMFIS_CONTINUE;
-    conn->message->AddHeader(name, value, conn->leading_space);
-    return conn->noreply_header ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+    if (conn && conn->session)
+      conn->session->AddHeader(name, internal::SessionHeaderValue(value, conn->leading_space));
+    return conn && conn->noreply_header ? SMFIS_NOREPLY : SMFIS_CONTINUE;
   });
 }
 
 sfsistat OnEndOfHeaders(SMFICTX* ctx) {
   return Guard(ctx, "eoh", [&] {
     auto* conn = Connection(ctx);
-    if (!conn || !conn->message) return SMFIS_ACCEPT;
-    internal::MessageContext& m = *conn->message;
-    const MilterSettings& settings = *m.settings;
-    auto refuse = [&](const std::string& why) {
-      if (g_milter->options().log)
-        g_milter->options().log->info("{}: not signed: {}", Symbol(ctx, "i"), why);
-      auto reply = BadMessageReply(ctx, settings);
-      conn->message.reset();
-      return reply;
-    };
-    auto domain = m.FromDomain();
-    if (!domain) return refuse(domain.error().message);
-    const MilterSettings::Domain* match = nullptr;
-    for (const auto& d : settings.domains)
-      if (signer::DomainMatches(*domain, d.name, d.subdomains) && (!match || d.name.size() > match->name.size()))
-        match = &d;
-    if (!match) return refuse("From domain " + *domain + " is not configured");
-    auto keys = m.snapshot ? m.snapshot->Pick(match->name) : keystore::SigningSnapshot::KeyList{};
-    if (keys.empty()) {
-      if (g_milter->options().log)
-        g_milter->options().log->error("{}: {} has no active key: cannot sign", Symbol(ctx, "i"), match->name);
-      auto reply = ErrorReply(ctx, &settings);
-      conn->message.reset();
-      return reply;
+    if (!conn || !conn->session) return SMFIS_ACCEPT;
+    conn->session->SetId(Symbol(ctx, "i"));
+    if (auto refused = conn->session->EndOfHeaders()) {
+      conn->session.reset();
+      return Reply(ctx, *refused);
     }
-    signer::MessageOptions options;
-    options.timestamp = static_cast<int64_t>(std::time(nullptr));
-    options.lifetime = settings.signature_lifetime;
-    if (auto st = m.Begin(std::move(keys), options); !st) return refuse(st.error().message);
     return SMFIS_CONTINUE;
   });
 }
@@ -201,11 +172,11 @@ sfsistat OnEndOfHeaders(SMFICTX* ctx) {
 sfsistat OnBody(SMFICTX* ctx, unsigned char* data, size_t len) {
   return Guard(ctx, "body", [&] {
     auto* conn = Connection(ctx);
-    if (!conn || !conn->message || !conn->message->signer) {
+    if (!conn || !conn->session) {
       if (conn && conn->can_skip && !conn->noreply_body) return SMFIS_SKIP;
       return conn && conn->noreply_body ? SMFIS_NOREPLY : SMFIS_CONTINUE;
     }
-    conn->message->signer->AddBody(std::string_view(reinterpret_cast<const char*>(data), len));
+    conn->session->AddBody(std::string_view(reinterpret_cast<const char*>(data), len));
     return conn->noreply_body ? SMFIS_NOREPLY : SMFIS_CONTINUE;
   });
 }
@@ -213,37 +184,26 @@ sfsistat OnBody(SMFICTX* ctx, unsigned char* data, size_t len) {
 sfsistat OnEndOfMessage(SMFICTX* ctx) {
   return Guard(ctx, "eom", [&] {
     auto* conn = Connection(ctx);
-    if (!conn || !conn->message || !conn->message->signer) return SMFIS_ACCEPT;
-    std::unique_ptr<internal::MessageContext> m = std::move(conn->message);
-    auto signatures = m->signer->Finish();
-    if (!signatures) {
-      if (g_milter->options().log)
-        g_milter->options().log->error("{}: signing failed: {}", Symbol(ctx, "i"), signatures.error().message);
-      return ErrorReply(ctx, m->settings.get());
-    }
-    // Inserted at index 0 in reverse, so they end up first and in key order.
-    for (auto it = signatures->rbegin(); it != signatures->rend(); ++it) {
-      std::string value = internal::MilterHeaderValue(*it, conn->leading_space);
-      if (smfi_insheader(ctx, 0, const_cast<char*>("DKIM-Signature"), value.data()) != MI_SUCCESS) {
-        if (g_milter->options().log)
-          g_milter->options().log->error("{}: the MTA refused the DKIM-Signature header", Symbol(ctx, "i"));
-        return ErrorReply(ctx, m->settings.get());
+    if (!conn || !conn->session) return SMFIS_ACCEPT;
+    std::unique_ptr<session::Session> s = std::move(conn->session);
+    if (s->id().empty()) s->SetId(Symbol(ctx, "i"));
+    const bool leading_space = conn->leading_space;
+    session::Verdict v = s->Finish([&](const std::vector<std::string>& signatures) -> util::Status {
+      // Inserted at index 0 in reverse, so they end up first and in key order.
+      for (auto it = signatures.rbegin(); it != signatures.rend(); ++it) {
+        std::string value = internal::MilterHeaderValue(*it, leading_space);
+        if (smfi_insheader(ctx, 0, const_cast<char*>("DKIM-Signature"), value.data()) != MI_SUCCESS)
+          return util::Err(util::ErrorCode::kIo, "the MTA refused the DKIM-Signature header");
       }
-    }
-    g_milter->signed_messages.fetch_add(1, std::memory_order_relaxed);
-    if (auto& audit = g_milter->options().audit) {
-      const std::string queue_id = Symbol(ctx, "i");
-      for (const auto& key : m->keys)
-        audit->info("signed {} d={} s={} a={}", queue_id.empty() ? "-" : queue_id, key->domain(),
-                    key->selector(), signer::AlgorithmName(key->algorithm()));
-    }
-    return SMFIS_ACCEPT;
+      return util::Ok();
+    });
+    return Reply(ctx, v);
   });
 }
 
 sfsistat OnAbort(SMFICTX* ctx) {
   return Guard(ctx, "abort", [&] {
-    if (auto* conn = Connection(ctx)) conn->message.reset();
+    if (auto* conn = Connection(ctx)) conn->session.reset();
     return SMFIS_CONTINUE;
   });
 }
@@ -294,20 +254,18 @@ uint16_t InetPort(const std::string& socket) {
 
 }  // namespace
 
-Milter::Milter(MilterOptions options, std::shared_ptr<const MilterSettings> settings)
-    : options_(std::move(options)), settings_(std::move(settings)) {}
+Milter::Milter(MilterOptions options) : options_(std::move(options)) {}
 
 Milter::~Milter() {
   if (g_milter == this) g_milter = nullptr;
 }
 
-util::Result<std::unique_ptr<Milter>> Milter::Create(MilterOptions options,
-                                                     std::shared_ptr<const MilterSettings> settings) {
+util::Result<std::unique_ptr<Milter>> Milter::Create(MilterOptions options) {
   if (g_milter != nullptr)
     return util::Err(util::ErrorCode::kInternal, "only one milter can run in a process");
-  if (!options.keys || !settings)
-    return util::Err(util::ErrorCode::kInvalidArgument, "the milter needs keys and settings");
-  std::unique_ptr<Milter> m(new Milter(std::move(options), std::move(settings)));
+  if (!options.service)
+    return util::Err(util::ErrorCode::kInvalidArgument, "the milter needs a signing service");
+  std::unique_ptr<Milter> m(new Milter(std::move(options)));
   g_milter = m.get();
   return m;
 }
@@ -352,17 +310,8 @@ util::Status Milter::Run() {
 }
 
 void Milter::Stop() {
-  RefuseNewMessages();
+  stop_requested_.store(true, std::memory_order_release);
   smfi_stop();
-}
-
-int Milter::WaitForMessagesInFlight(std::chrono::milliseconds timeout) const {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  int n;
-  while ((n = messages_in_flight.load(std::memory_order_acquire)) > 0 &&
-         std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  return n;
 }
 
 }  // namespace dkimrotor::milter

@@ -1,18 +1,65 @@
 #include "signer/message_parser.h"
 
+#include <algorithm>
 #include <string>
 
 #include "signer/internal/text.h"
 
 namespace dkimrotor::signer {
 
-std::optional<HeaderEnd> FindEndOfHeaders(std::string_view data, size_t from) {
-  if (from == 0 && data.starts_with("\r\n")) return HeaderEnd{0, 2};
-  if (from == 0 && data.starts_with("\n")) return HeaderEnd{0, 1};
-  for (size_t pos = data.find('\n', from); pos != std::string_view::npos; pos = data.find('\n', pos + 1)) {
-    if (pos + 1 < data.size() && data[pos + 1] == '\n') return HeaderEnd{pos + 1, pos + 2};
-    if (pos + 2 < data.size() && data[pos + 1] == '\r' && data[pos + 2] == '\n')
-      return HeaderEnd{pos + 1, pos + 3};
+namespace {
+
+enum class Line { kField, kOther, kUndecided };
+
+// Whether `line` (a line's start, perhaps not all of it) opens a header field as Postfix's
+// is_header() decides: printable US-ASCII other than the colon, optional white space, a colon.
+// A name longer than any line RFC 5322 allows makes it no field, so a search over a huge
+// line that never ends stays linear.
+constexpr size_t kMaxFieldName = 998;
+
+Line FieldStart(std::string_view line, bool complete) {
+  size_t i = 0;
+  while (i < line.size()) {
+    if (i == kMaxFieldName) return Line::kOther;
+    const unsigned char c = static_cast<unsigned char>(line[i]);
+    if (c <= 32 || c >= 127 || c == ':') break;
+    ++i;
+  }
+  if (i == line.size()) return complete ? Line::kOther : Line::kUndecided;
+  if (i == 0) return Line::kOther;
+  while (i < line.size() && internal::IsWsp(line[i])) ++i;
+  if (i == line.size()) return complete ? Line::kOther : Line::kUndecided;
+  return line[i] == ':' ? Line::kField : Line::kOther;
+}
+
+}  // namespace
+
+std::optional<HeaderEnd> FindEndOfHeaders(std::string_view data, HeaderScan* scan, bool at_eof) {
+  size_t pos = scan->line_start;
+  while (pos < data.size()) {
+    // An empty line ends the header; the body follows it.
+    if (data[pos] == '\n') return HeaderEnd{pos, pos + 1};
+    if (data[pos] == '\r' && pos + 1 < data.size() && data[pos + 1] == '\n') return HeaderEnd{pos, pos + 2};
+    if (data[pos] == '\r' && pos + 1 == data.size() && !at_eof) return std::nullopt;
+    const size_t search_from = std::max(pos, pos + scan->searched);
+    const size_t nl = data.find('\n', std::min(search_from, data.size()));
+    const bool complete = nl != std::string_view::npos || at_eof;
+    const std::string_view line = data.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
+    if (!(pos > 0 && internal::IsWsp(data[pos]))) {  // not a continuation of the field before
+      switch (FieldStart(line, complete)) {
+        case Line::kField: break;
+        case Line::kOther: return HeaderEnd{pos, pos, /*separator_missing=*/true};
+        case Line::kUndecided: break;
+      }
+    }
+    if (nl == std::string_view::npos) {
+      scan->line_start = pos;
+      scan->searched = data.size() - pos;
+      return std::nullopt;
+    }
+    pos = nl + 1;
+    scan->line_start = pos;
+    scan->searched = 0;
   }
   return std::nullopt;
 }

@@ -46,6 +46,7 @@ class MessageSigner {
   util::Result<std::vector<std::string>> Finish();
 
   const std::vector<HeaderField>& fields() const { return fields_; }
+  const std::vector<std::shared_ptr<const SigningKey>>& keys() const { return keys_; }
 
  private:
   util::Status CheckHeaders();

@@ -1,37 +1,16 @@
 #include "milter/internal/message_context.h"
 
-#include <cstring>
-
-#include "signer/from_domain.h"
-
 namespace dkimrotor::milter::internal {
 
-void MessageContext::AddHeader(const char* name, const char* value, bool leading_space) {
+std::string SessionHeaderValue(std::string_view value, bool leading_space) {
   std::string v;
+  v.reserve(value.size() + 2);
   if (!leading_space) v.push_back(' ');  // what the MTA stripped after the colon
-  for (const char* p = value; *p; ++p) {
-    if (*p == '\n' && (v.empty() || v.back() != '\r')) v.push_back('\r');
-    v.push_back(*p);
+  for (char c : value) {
+    if (c == '\n' && (v.empty() || v.back() != '\r')) v.push_back('\r');
+    v.push_back(c);
   }
-  fields.push_back(signer::HeaderField{name, std::move(v)});
-}
-
-util::Result<std::string> MessageContext::FromDomain() const {
-  const signer::HeaderField* from = nullptr;
-  int count = 0;
-  for (const auto& f : fields)
-    if (signer::FieldKey(f.name) == "from" && ++count == 1) from = &f;
-  if (count == 0) return util::Err(util::ErrorCode::kInvalidArgument, "no From header");
-  if (count > 1) return util::Err(util::ErrorCode::kInvalidArgument, std::to_string(count) + " From headers");
-  return signer::FromDomain(from->value);
-}
-
-util::Status MessageContext::Begin(keystore::SigningSnapshot::KeyList chosen, signer::MessageOptions options) {
-  keys = chosen;
-  signer.emplace(std::move(chosen), &settings->selector, options);
-  for (auto& f : fields) signer->AddHeader(std::move(f));
-  fields.clear();
-  return signer->EndOfHeaders();
+  return v;
 }
 
 std::string MilterHeaderValue(const std::string& field, bool leading_space) {

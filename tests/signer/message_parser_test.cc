@@ -171,15 +171,15 @@ TEST(FindEndOfHeaders, FoldedHeadersAreNotTheEnd) {
   EXPECT_EQ(msg.substr(end->body_start), "B");
 }
 
-// Feeding the data as growing prefixes, each search starting at the previous size minus 2,
-// must give the same answer as one search over the whole data.
-std::optional<HeaderEnd> ChunkedSearch(std::string_view data, size_t chunk) {
-  size_t from = 0;
+// Feeding the data as growing prefixes, the scan carried from call to call, must give the
+// same answer as one search over the whole data.
+std::optional<HeaderEnd> ChunkedSearch(std::string_view data, size_t chunk, bool at_eof) {
+  HeaderScan scan;
   for (size_t size = std::min(chunk, data.size());; size = std::min(size + chunk, data.size())) {
-    auto end = FindEndOfHeaders(data.substr(0, size), from);
+    const bool last = size == data.size();
+    auto end = FindEndOfHeaders(data.substr(0, size), &scan, at_eof && last);
     if (end) return end;
-    if (size == data.size()) return std::nullopt;
-    from = size >= 2 ? size - 2 : 0;
+    if (last) return std::nullopt;
   }
 }
 
@@ -194,31 +194,54 @@ TEST(FindEndOfHeaders, ChunkedSearchMatchesOneSearch) {
       "From: a@x\r\nX: \r\r\n\r\n",
       "From: a@x\r\nSubject: s\r\n",
       "A: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n\r\n\r\n",
+      "From: a@x\r\nno colon here\r\n\r\nbody\r\n",
+      "From: a@x\r\nLong-Name-Without-End",
+      "From: a@x\r\nBad Name: v\r\nbody",
+      "From: a@x\r\nSubject: s",
   };
-  for (const auto& msg : messages) {
-    auto whole = FindEndOfHeaders(msg);
-    for (size_t chunk = 1; chunk <= msg.size(); ++chunk) {
-      SCOPED_TRACE("chunk " + std::to_string(chunk) + " of message: " + msg);
-      auto chunked = ChunkedSearch(msg, chunk);
-      ASSERT_EQ(chunked.has_value(), whole.has_value());
-      if (whole) {
-        EXPECT_EQ(chunked->header_bytes, whole->header_bytes);
-        EXPECT_EQ(chunked->body_start, whole->body_start);
+  for (bool at_eof : {false, true}) {
+    for (const auto& msg : messages) {
+      auto whole = FindEndOfHeaders(msg, at_eof);
+      for (size_t chunk = 1; chunk <= msg.size(); ++chunk) {
+        SCOPED_TRACE("chunk " + std::to_string(chunk) + " at_eof " + std::to_string(at_eof) + " of message: " + msg);
+        auto chunked = ChunkedSearch(msg, chunk, at_eof);
+        ASSERT_EQ(chunked.has_value(), whole.has_value());
+        if (whole) {
+          EXPECT_EQ(chunked->header_bytes, whole->header_bytes);
+          EXPECT_EQ(chunked->body_start, whole->body_start);
+          EXPECT_EQ(chunked->separator_missing, whole->separator_missing);
+        }
       }
     }
   }
 }
 
-TEST(FindEndOfHeaders, FromSkipsEarlierLineEnds) {
-  // An empty line before `from` is not looked at again: the caller promised it was examined.
-  std::string_view msg = "A: 1\r\n\r\nB: 2\r\n\r\nbody";
-  auto first = FindEndOfHeaders(msg);
-  ASSERT_TRUE(first.has_value());
-  EXPECT_EQ(first->body_start, 8u);
-  auto later = FindEndOfHeaders(msg, 8);
-  ASSERT_TRUE(later.has_value());
-  EXPECT_EQ(later->header_bytes, 14u);
-  EXPECT_EQ(later->body_start, 16u);
+// Postfix and Sendmail end the header at the first line that is no header field and pass that
+// line on as the body's first line; so does dkimrotor sign.
+TEST(FindEndOfHeaders, LineThatIsNoFieldBeginsTheBody) {
+  std::string_view msg = "From: a@x\r\nSubject: s\r\nno colon here\r\nmore\r\n";
+  auto end = FindEndOfHeaders(msg);
+  ASSERT_TRUE(end.has_value());
+  EXPECT_TRUE(end->separator_missing);
+  EXPECT_EQ(msg.substr(0, end->header_bytes), "From: a@x\r\nSubject: s\r\n");
+  EXPECT_EQ(msg.substr(end->body_start), "no colon here\r\nmore\r\n");
+  for (std::string_view bad : {"From: a@x\r\nBad Name: v\r\n", "From: a@x\r\nN\xc3\xa4me: v\r\n",
+                               "From: a@x\r\n: empty name\r\n", " leading space\r\nFrom: a@x\r\n"}) {
+    auto e = FindEndOfHeaders(bad);
+    ASSERT_TRUE(e.has_value()) << bad;
+    EXPECT_TRUE(e->separator_missing) << bad;
+  }
+  // Obsolete syntax: white space between the name and the colon is still a field.
+  EXPECT_FALSE(FindEndOfHeaders("From: a@x\r\nSubject : s\r\n").has_value());
+}
+
+TEST(FindEndOfHeaders, AtEofALastLineWithoutColonBeginsTheBody) {
+  // "nocolon" could still become "nocolon: value" while more data may come.
+  EXPECT_FALSE(FindEndOfHeaders("From: a@x\r\nnocolon", false).has_value());
+  auto end = FindEndOfHeaders("From: a@x\r\nnocolon", true);
+  ASSERT_TRUE(end.has_value());
+  EXPECT_EQ(end->header_bytes, 11u);
+  EXPECT_FALSE(FindEndOfHeaders("From: a@x\r\nSubject: s", true).has_value());
 }
 
 TEST(FindEndOfHeaders, SplitsParseableBlock) {

@@ -1,4 +1,4 @@
-#include "milter/signing_policy.h"
+#include "session/signing_policy.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -7,7 +7,7 @@
 
 #include <cstring>
 
-namespace dkimrotor::milter {
+namespace dkimrotor::session {
 namespace {
 
 sockaddr_storage V4(const char* ip) {
@@ -72,4 +72,4 @@ TEST(SigningPolicy, RejectsMalformedNetworks) {
 }
 
 }  // namespace
-}  // namespace dkimrotor::milter
+}  // namespace dkimrotor::session

@@ -13,7 +13,7 @@
 
 #include "util/result.h"
 
-namespace dkimrotor::milter {
+namespace dkimrotor::session {
 
 class SigningPolicy {
  public:
@@ -37,4 +37,4 @@ class SigningPolicy {
   bool sign_authenticated_ = true;
 };
 
-}  // namespace dkimrotor::milter
+}  // namespace dkimrotor::session

@@ -1,11 +1,11 @@
-#include "milter/signing_policy.h"
+#include "session/signing_policy.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
 #include <cstring>
 
-namespace dkimrotor::milter {
+namespace dkimrotor::session {
 namespace {
 
 std::array<uint8_t, 16> Mapped(const in_addr& v4) {
@@ -79,4 +79,4 @@ bool SigningPolicy::IsInternal(const sockaddr* client) const {
   return false;
 }
 
-}  // namespace dkimrotor::milter
+}  // namespace dkimrotor::session
