@@ -142,6 +142,27 @@ util::Result<ProcessResult> RunProcess(const std::vector<std::string>& argv,
   return result;
 }
 
+util::Result<pid_t> SpawnProcess(const std::vector<std::string>& argv,
+                                 const std::map<std::string, std::string>& env, const std::string& log) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  std::vector<std::string> env_strings;
+  for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, argv[0].c_str(), &actions, nullptr, args.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) return Fail("cannot run " + argv[0] + ": " + std::strerror(rc));
+  return pid;
+}
+
 bool KnotServer::Available() {
   return !FindProgram("knotd").empty() && !FindProgram("knsupdate").empty();
 }

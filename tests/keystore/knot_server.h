@@ -35,6 +35,11 @@ util::Result<ProcessResult> RunProcess(const std::vector<std::string>& argv,
                                        const std::map<std::string, std::string>& env,
                                        std::string_view input = {});
 
+// Starts `argv` without a shell, with `env` as its whole environment, stdout and stderr into
+// `log` (created or truncated); does not wait. Returns the child's pid.
+util::Result<pid_t> SpawnProcess(const std::vector<std::string>& argv,
+                                 const std::map<std::string, std::string>& env, const std::string& log);
+
 class KnotServer {
  public:
   // True when knotd and knsupdate are installed (tests GTEST_SKIP otherwise).
