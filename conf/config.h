@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#include "util/cidr.h"
+
 namespace dkimrotor::conf {
 
 using std::chrono::seconds;
@@ -27,6 +29,9 @@ std::string_view OnBadMessageName(OnBadMessage v);
 std::string_view LogTargetName(LogTarget v);
 std::string_view LogLevelName(LogLevel v);
 
+// signing.internal_hosts when the file sets none: 127.0.0.1/32 and ::1/128.
+std::vector<util::Cidr> DefaultInternalHosts();
+
 struct MilterConfig {
   // libmilter's syntax: inet:PORT@HOST, inet6:PORT@HOST, unix:/path or local:/path.
   std::string socket = "inet:8891@127.0.0.1";
@@ -43,9 +48,9 @@ struct MilterConfig {
 };
 
 struct SigningConfig {
-  // Messages from these networks are signed. Each entry is "ADDRESS/PREFIX" with the host bits
-  // clear; a bare address in the file is stored with its full-length prefix.
-  std::vector<std::string> internal_hosts = {"127.0.0.1/32", "::1/128"};
+  // Messages from these networks are signed. The file writes "ADDRESS/PREFIX" with the host
+  // bits clear, or a bare address for its full-length prefix.
+  std::vector<util::Cidr> internal_hosts = DefaultInternalHosts();
   // Also sign messages whose client authenticated (SMTP AUTH), wherever it connects from.
   bool sign_authenticated = true;
   // "header/body", each "relaxed" or "simple".

@@ -186,6 +186,9 @@ class Loader {
 
  private:
   using Normalizer = std::function<util::Result<std::string>(std::string_view)>;
+  // Turns the text of one list element into its typed value, or says what is wrong with it.
+  template <class T>
+  using Parser = std::function<util::Result<T>(std::string_view)>;
 
   static util::Result<std::string> CheckPath(std::string_view v) {
     RETURN_IF_ERROR(internal::CheckAbsolutePath(v));
@@ -328,20 +331,21 @@ class Loader {
     Error(*s, message);
   }
 
-  // A list of strings, each normalized; an element that fails is reported and left out.
+  // A list of strings, each parsed; an element that fails is reported and left out.
   // Returns the list's setting, or nullptr if it is absent or not a list.
-  const Setting* ReadStringList(const Setting& group, const char* name,
-                                std::vector<std::string>& out, const Normalizer& normalize) {
+  template <class T>
+  const Setting* ReadStringList(const Setting& group, const char* name, std::vector<T>& out,
+                                const Parser<T>& normalize) {
     const Setting* list = Find(group, name, Kind::kStringList);
     if (list == nullptr) return nullptr;
-    std::vector<std::string> values;
+    std::vector<T> values;
     for (int i = 0; i < list->getLength(); ++i) {
       const Setting& e = (*list)[i];
       if (e.getType() != Setting::TypeString) {
         Error(e, ExpectedText(Kind::kString));
         continue;
       }
-      util::Result<std::string> v = normalize(e.c_str());
+      util::Result<T> v = normalize(e.c_str());
       if (!v) {
         Error(e, v.error().message);
         continue;
@@ -372,7 +376,7 @@ class Loader {
 
   void LoadSigning(const Setting& g, SigningConfig& out) {
     CheckNames(g, kSigningSettings);
-    ReadStringList(g, "internal_hosts", out.internal_hosts, internal::NormalizeCidr);
+    ReadStringList<util::Cidr>(g, "internal_hosts", out.internal_hosts, util::Cidr::Parse);
     ReadBool(g, "sign_authenticated", out.sign_authenticated);
     if (const Setting* s = Find(g, "canonicalization", Kind::kString)) {
       std::string_view v = s->c_str();
@@ -386,14 +390,14 @@ class Loader {
         Error(*s, "must be " + OneOf(kCanonicalizations) + " (header/body)");
       }
     }
-    ReadStringList(g, "headers", out.headers, internal::NormalizeHeaderName);
-    ReadStringList(g, "oversign", out.oversign, internal::NormalizeHeaderName);
+    ReadStringList<std::string>(g, "headers", out.headers, internal::NormalizeHeaderName);
+    ReadStringList<std::string>(g, "oversign", out.oversign, internal::NormalizeHeaderName);
     ReadDuration(g, "signature_lifetime", out.signature_lifetime, seconds(0));
   }
 
   void LoadDns(const Setting& g, DnsConfig& out) {
     CheckNames(g, kDnsSettings);
-    ReadStringList(g, "resolvers", out.resolvers,
+    ReadStringList<std::string>(g, "resolvers", out.resolvers,
                    [](std::string_view v) -> util::Result<std::string> {
                      RETURN_IF_ERROR(internal::CheckResolver(v));
                      return std::string(v);
@@ -459,7 +463,7 @@ class Loader {
 
   void LoadAlgorithms(const Setting& g, DomainConfig& d) {
     std::vector<std::string> algorithms;
-    const Setting* list = ReadStringList(
+    const Setting* list = ReadStringList<std::string>(
         g, "algorithms", algorithms, [](std::string_view v) -> util::Result<std::string> {
           if (std::find(kAlgorithms.begin(), kAlgorithms.end(), v) != kAlgorithms.end())
             return std::string(v);

@@ -65,9 +65,9 @@ std::vector<std::string> CheckPractices(const Config& config) {
     out.push_back("dns.min_propagation = " + Quoted(config.dns.min_propagation) +
                   " with check_authoritative = false: a new key may sign before receivers' "
                   "resolvers can see it; wait at least \"1h\", or set check_authoritative = true");
-  for (const std::string& cidr : config.signing.internal_hosts) {
-    if (cidr.ends_with("/0"))
-      out.push_back("signing.internal_hosts contains \"" + cidr +
+  for (const util::Cidr& cidr : config.signing.internal_hosts) {
+    if (cidr.prefix() == 0)
+      out.push_back("signing.internal_hosts contains \"" + cidr.ToString() +
                     "\": every client counts as internal, so mail from anyone is signed; list "
                     "your own networks");
   }

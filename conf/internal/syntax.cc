@@ -5,8 +5,6 @@
 #include <sys/un.h>
 
 #include <algorithm>
-#include <array>
-#include <cstdint>
 
 namespace dkimrotor::conf::internal {
 namespace {
@@ -130,25 +128,6 @@ util::Status CheckInetSocket(std::string_view proto, std::string_view rest) {
   return util::Ok();
 }
 
-bool ParseAddress(std::string_view s, int& family, std::array<std::uint8_t, 16>& bytes) {
-  std::string z(s);
-  if (s.size() < INET6_ADDRSTRLEN && ::inet_pton(AF_INET, z.c_str(), bytes.data()) == 1) {
-    family = AF_INET;
-    return true;
-  }
-  if (s.size() < INET6_ADDRSTRLEN && ::inet_pton(AF_INET6, z.c_str(), bytes.data()) == 1) {
-    family = AF_INET6;
-    return true;
-  }
-  return false;
-}
-
-std::string FormatAddress(int family, const std::array<std::uint8_t, 16>& bytes) {
-  char buf[INET6_ADDRSTRLEN] = {};
-  ::inet_ntop(family, bytes.data(), buf, sizeof buf);
-  return buf;
-}
-
 }  // namespace
 
 util::Status CheckMilterSocket(std::string_view spec) {
@@ -175,44 +154,6 @@ util::Status CheckMilterSocket(std::string_view spec) {
   if (lower == "inet" || lower == "inet6" || lower == "unix" || lower == "local")
     return Invalid("write the protocol in lowercase: \"" + lower + ":" + std::string(rest) + "\"");
   return Invalid("unknown protocol '" + std::string(proto) + "': " + std::string(kSocketForms));
-}
-
-util::Result<std::string> NormalizeCidr(std::string_view text) {
-  size_t slash = text.find('/');
-  std::string_view addr = text.substr(0, slash);
-  int family = 0;
-  std::array<std::uint8_t, 16> bytes{};
-  if (!ParseAddress(addr, family, bytes)) {
-    std::string why;
-    if (IsHostName(addr, why) && !AllDigits(addr.substr(0, 1)))
-      return Invalid("'" + std::string(addr) +
-                     "' is a host name; write a network as ADDRESS/PREFIX, e.g. 192.0.2.0/24");
-    return Invalid("'" + std::string(addr) +
-                   "' is not an IPv4 or IPv6 address; write ADDRESS/PREFIX, e.g. 192.0.2.0/24 "
-                   "or 2001:db8::/32");
-  }
-  unsigned max_prefix = family == AF_INET ? 32 : 128;
-  unsigned prefix = max_prefix;
-  if (slash != std::string_view::npos) {
-    std::string_view p = text.substr(slash + 1);
-    if (!ParseNumber(p, 0, max_prefix, prefix))
-      return Invalid("prefix length '" + std::string(p) + "' must be a number from 0 to " +
-                     std::to_string(max_prefix) + " for an " +
-                     (family == AF_INET ? "IPv4" : "IPv6") + " address");
-  }
-  std::array<std::uint8_t, 16> network = bytes;
-  unsigned nbytes = max_prefix / 8;
-  for (unsigned i = 0; i < nbytes; ++i) {
-    unsigned first_bit = i * 8;
-    if (first_bit >= prefix) network[i] = 0;
-    else if (first_bit + 8 > prefix)
-      network[i] = static_cast<std::uint8_t>(network[i] & (0xFFu << (8 - (prefix - first_bit))));
-  }
-  std::string canonical = FormatAddress(family, network) + "/" + std::to_string(prefix);
-  if (network != bytes)
-    return Invalid("the address has bits set beyond the /" + std::to_string(prefix) +
-                   " prefix: did you mean " + canonical + "?");
-  return canonical;
 }
 
 util::Status CheckResolver(std::string_view text) {

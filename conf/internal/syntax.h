@@ -15,10 +15,6 @@ namespace dkimrotor::conf::internal {
 // HOST is an address of the right family (bracketed or not) or a host name.
 util::Status CheckMilterSocket(std::string_view spec);
 
-// "ADDRESS/PREFIX" (IPv4 or IPv6) with the host bits clear, or a bare address; returns the
-// canonical text with the prefix ("::1" -> "::1/128", "10.0.0.0/8" stays).
-util::Result<std::string> NormalizeCidr(std::string_view text);
-
 // "IP", "IPv4:PORT", "[IPv6]:PORT" or "[IPv6]"; a bare IPv6 address also passes.
 util::Status CheckResolver(std::string_view text);
 

@@ -31,7 +31,9 @@ TEST(Config, DefaultsAreTheDocumentedOnes) {
   EXPECT_EQ(c.milter.on_bad_message, OnBadMessage::kAccept);
   EXPECT_EQ(c.milter.socket_mode, 0660u);
   EXPECT_EQ(c.milter.stop_timeout, std::chrono::seconds(30));
-  EXPECT_EQ(c.signing.internal_hosts, (std::vector<std::string>{"127.0.0.1/32", "::1/128"}));
+  ASSERT_EQ(c.signing.internal_hosts.size(), 2u);
+  EXPECT_EQ(c.signing.internal_hosts[0].ToString(), "127.0.0.1/32");
+  EXPECT_EQ(c.signing.internal_hosts[1].ToString(), "::1/128");
   EXPECT_EQ(c.dns.min_propagation, std::chrono::hours(1));
   EXPECT_EQ(c.dns.poll, std::chrono::minutes(1));
   EXPECT_TRUE(c.domains.empty());

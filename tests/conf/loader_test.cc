@@ -91,8 +91,9 @@ TEST(ParseConfig, FullExampleParsesToItsValues) {
   EXPECT_EQ(c.milter.socket_mode, 0600u);
   EXPECT_EQ(c.milter.stop_timeout, std::chrono::minutes(2));
 
-  EXPECT_EQ(c.signing.internal_hosts,
-            (std::vector<std::string>{"192.0.2.0/24", "2001:db8::/32", "198.51.100.7/32"}));
+  std::vector<std::string> hosts;
+  for (const auto& h : c.signing.internal_hosts) hosts.push_back(h.ToString());
+  EXPECT_EQ(hosts, (std::vector<std::string>{"192.0.2.0/24", "2001:db8::/32", "198.51.100.7/32"}));
   EXPECT_FALSE(c.signing.sign_authenticated);
   EXPECT_EQ(c.signing.canonicalization, "relaxed/simple");
   EXPECT_EQ(c.signing.headers, (std::vector<std::string>{"from", "subject", "list-*"}));

@@ -117,7 +117,8 @@ TEST(CheckPractices, ShortPropagationOnlyMattersWithoutAuthoritativeCheck) {
 
 TEST(CheckPractices, EveryClientInternal) {
   Config c;
-  c.signing.internal_hosts = {"127.0.0.1/32", "0.0.0.0/0"};
+  c.signing.internal_hosts = {util::Cidr::Parse("127.0.0.1/32").value(),
+                              util::Cidr::Parse("0.0.0.0/0").value()};
   std::string w = OnlyWarning(c);
   EXPECT_TRUE(StartsWith(w, "signing.internal_hosts contains \"0.0.0.0/0\"")) << w;
 }
