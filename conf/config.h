@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "util/cidr.h"
+#include "util/server_address.h"
 
 namespace dkimrotor::conf {
 
@@ -78,8 +79,9 @@ struct KeystoreConfig {
 };
 
 struct DnsConfig {
-  // "IP", "IP:PORT" or "[IPv6]:PORT"; empty means the system's /etc/resolv.conf.
-  std::vector<std::string> resolvers;
+  // The file writes "IP", "IPv4:PORT" or "[IPv6]:PORT" (port 53 unless given); empty means the
+  // system's /etc/resolv.conf.
+  std::vector<util::ServerAddress> resolvers;
   // Before a new key signs, ask the domain's authoritative servers that they all serve it.
   bool check_authoritative = true;
   // And wait at least this long after it first appeared.

@@ -397,11 +397,9 @@ class Loader {
 
   void LoadDns(const Setting& g, DnsConfig& out) {
     CheckNames(g, kDnsSettings);
-    ReadStringList<std::string>(g, "resolvers", out.resolvers,
-                   [](std::string_view v) -> util::Result<std::string> {
-                     RETURN_IF_ERROR(internal::CheckResolver(v));
-                     return std::string(v);
-                   });
+    ReadStringList<util::ServerAddress>(
+        g, "resolvers", out.resolvers,
+        [](std::string_view v) { return util::ServerAddress::Parse(v, 53); });
     ReadBool(g, "check_authoritative", out.check_authoritative);
     ReadDuration(g, "min_propagation", out.min_propagation, seconds(0));
     ReadDuration(g, "poll", out.poll, seconds(1));

@@ -156,52 +156,6 @@ util::Status CheckMilterSocket(std::string_view spec) {
   return Invalid("unknown protocol '" + std::string(proto) + "': " + std::string(kSocketForms));
 }
 
-util::Status CheckResolver(std::string_view text) {
-  constexpr std::string_view kForms =
-      "write an address: \"IP\", \"IPv4:PORT\" or \"[IPv6]:PORT\" (e.g. \"127.0.0.1:5353\", "
-      "\"[::1]:53\")";
-  if (text.empty()) return Invalid(std::string("it is empty; ") + std::string(kForms));
-  std::string_view host = text;
-  std::string_view port;
-  bool has_port = false;
-  if (text.front() == '[') {
-    size_t close = text.find(']');
-    if (close == std::string_view::npos) return Invalid("'[' lacks its closing ']'");
-    host = text.substr(1, close - 1);
-    std::string_view after = text.substr(close + 1);
-    if (!after.empty()) {
-      if (after.front() != ':') return Invalid(std::string(kForms));
-      port = after.substr(1);
-      has_port = true;
-    }
-    if (!IsIpv6(host)) {
-      if (IsIpv4(host))
-        return Invalid("brackets are for IPv6 addresses: write " + std::string(host) +
-                       (has_port ? ":" + std::string(port) : ""));
-      return Invalid("'" + std::string(host) + "' is not an IPv6 address");
-    }
-  } else if (IsIpv4(text) || IsIpv6(text)) {
-    return util::Ok();
-  } else {
-    size_t colon = text.rfind(':');
-    if (colon != std::string_view::npos && IsIpv4(text.substr(0, colon))) {
-      host = text.substr(0, colon);
-      port = text.substr(colon + 1);
-      has_port = true;
-    } else {
-      if (text.find(':') != text.rfind(':'))
-        return Invalid("not an IPv6 address; with a port, write it as [IPv6]:PORT");
-      return Invalid("'" + std::string(text.substr(0, colon)) +
-                     "' is not an IP address (resolvers are addresses, not names); " +
-                     std::string(kForms));
-    }
-  }
-  unsigned port_number = 0;
-  if (has_port && !ParseNumber(port, 1, 65535, port_number))
-    return Invalid("port '" + std::string(port) + "' is not a number from 1 to 65535");
-  return util::Ok();
-}
-
 util::Result<std::string> NormalizeDomainName(std::string_view text) {
   if (!text.empty() && text.back() == '.')
     return Invalid("write it without the trailing dot: \"" +

@@ -15,9 +15,6 @@ namespace dkimrotor::conf::internal {
 // HOST is an address of the right family (bracketed or not) or a host name.
 util::Status CheckMilterSocket(std::string_view spec);
 
-// "IP", "IPv4:PORT", "[IPv6]:PORT" or "[IPv6]"; a bare IPv6 address also passes.
-util::Status CheckResolver(std::string_view text);
-
 // A fully qualified domain name of LDH labels; returns it lowercase.
 util::Result<std::string> NormalizeDomainName(std::string_view text);
 

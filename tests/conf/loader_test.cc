@@ -102,8 +102,9 @@ TEST(ParseConfig, FullExampleParsesToItsValues) {
 
   EXPECT_EQ(c.keystore.directory, "/srv/dkim");
 
-  EXPECT_EQ(c.dns.resolvers,
-            (std::vector<std::string>{"127.0.0.1:5353", "[::1]:53", "192.0.2.53"}));
+  std::vector<std::string> resolvers;
+  for (const auto& r : c.dns.resolvers) resolvers.push_back(r.ToString());
+  EXPECT_EQ(resolvers, (std::vector<std::string>{"127.0.0.1:5353", "[::1]:53", "192.0.2.53:53"}));
   EXPECT_FALSE(c.dns.check_authoritative);
   EXPECT_EQ(c.dns.min_propagation, seconds(7200));
   EXPECT_EQ(c.dns.poll, seconds(30));

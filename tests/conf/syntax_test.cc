@@ -39,24 +39,6 @@ TEST(CheckMilterSocket, RejectsWithTheFix) {
   EXPECT_NE(Why(CheckMilterSocket("8891")).find("inet:PORT@HOST"), std::string::npos);
 }
 
-TEST(CheckResolver, AcceptsAddressesWithAndWithoutPorts) {
-  for (const char* ok : {"127.0.0.1", "127.0.0.1:5353", "::1", "[::1]", "[::1]:53",
-                         "[2001:db8::53]:5353", "2001:db8::53"}) {
-    EXPECT_TRUE(CheckResolver(ok).has_value()) << ok << ": " << Why(CheckResolver(ok));
-  }
-}
-
-TEST(CheckResolver, RejectsNamesBadPortsAndStrayBrackets) {
-  EXPECT_NE(Why(CheckResolver("dns.google")).find("not names"), std::string::npos);
-  EXPECT_NE(Why(CheckResolver("127.0.0.1:0")).find("1 to 65535"), std::string::npos);
-  EXPECT_NE(Why(CheckResolver("127.0.0.1:")).find("port ''"), std::string::npos);
-  EXPECT_NE(Why(CheckResolver("[127.0.0.1]:53")).find("write 127.0.0.1:53"), std::string::npos);
-  EXPECT_NE(Why(CheckResolver("[::1:53")).find("closing ']'"), std::string::npos);
-  EXPECT_NE(Why(CheckResolver("[::1]53")).find("[IPv6]:PORT"), std::string::npos);
-  EXPECT_NE(Why(CheckResolver("2001:db8::zz:53")).find("[IPv6]:PORT"), std::string::npos);
-  EXPECT_NE(Why(CheckResolver("")).find("empty"), std::string::npos);
-}
-
 TEST(NormalizeDomainName, LowercasesValidNames) {
   EXPECT_EQ(NormalizeDomainName("Example.COM").value(), "example.com");
   EXPECT_EQ(NormalizeDomainName("mail-1.example.co.uk").value(), "mail-1.example.co.uk");

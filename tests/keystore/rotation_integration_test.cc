@@ -60,7 +60,7 @@ class RotationIntegrationTest : public ::testing::Test {
     KeystoreWorldOptions o;
     o.directory = dir_;
     o.hooks["example.test"] = HookConfig{hook, milliseconds(10000)};
-    o.dns.resolvers = {knot_->address()};
+    o.dns.resolvers = {knot_->server_address()};
     o.dns.check_authoritative = true;
     o.dns.authoritative_port = knot_->port();
     o.dns.authoritative_ipv6 = false;
