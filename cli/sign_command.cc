@@ -257,7 +257,7 @@ util::Result<std::vector<std::shared_ptr<const signer::SigningKey>>> KeystoreKey
       match = &d;
   if (!match)
     return util::Err(util::ErrorCode::kNotFound, "domain " + domain + " is not configured for signing");
-  ASSIGN_OR_RETURN(auto canon, signer::ParseCanonicalization(config.signing.canonicalization));
+  const signer::Canonicalization& canon = config.signing.canonicalization;
   ASSIGN_OR_RETURN(auto state, keystore::LoadState(config.keystore.directory));
   std::vector<std::shared_ptr<const signer::SigningKey>> keys;
   for (const auto& algorithm : match->algorithms) {

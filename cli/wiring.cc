@@ -1,12 +1,10 @@
 #include "cli/wiring.h"
 
-#include "signer/canonicalization.h"
-
 namespace dkimrotor::cli {
 
 util::Result<keystore::RotationOptions> RotationOptionsFrom(const conf::Config& config) {
   keystore::RotationOptions o;
-  ASSIGN_OR_RETURN(o.canonicalization, signer::ParseCanonicalization(config.signing.canonicalization));
+  o.canonicalization = config.signing.canonicalization;
   o.min_propagation = config.dns.min_propagation;
   for (const auto& d : config.domains) {
     for (const auto& algorithm : d.algorithms) {

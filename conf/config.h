@@ -1,5 +1,7 @@
 // The daemon's whole configuration as plain typed values, with the documented defaults as member
 // initializers: a default-constructed Config is what an empty configuration file means.
+// Values with a type of their own arrive parsed (signer::Algorithm, signer::Canonicalization,
+// util::Cidr, util::ServerAddress): nothing downstream parses configuration text again.
 // Built and validated by LoadConfig/ParseConfig (loader.h); owns all its strings.
 // Immutable once built: share it as shared_ptr<const Config>; a reload builds a new one.
 #pragma once
@@ -9,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "signer/algorithm.h"
+#include "signer/canonicalization.h"
 #include "util/cidr.h"
 #include "util/server_address.h"
 
@@ -54,8 +58,8 @@ struct SigningConfig {
   std::vector<util::Cidr> internal_hosts = DefaultInternalHosts();
   // Also sign messages whose client authenticated (SMTP AUTH), wherever it connects from.
   bool sign_authenticated = true;
-  // "header/body", each "relaxed" or "simple".
-  std::string canonicalization = "relaxed/relaxed";
+  // The file writes "header/body", each "relaxed" or "simple".
+  signer::Canonicalization canonicalization;  // relaxed/relaxed
   // Header field names to sign, lowercase; a trailing '*' matches a prefix ("list-*"). The
   // signer always signs From. Same default as signer::HeaderPolicy::Default().
   std::vector<std::string> headers = {
@@ -104,8 +108,8 @@ struct LogConfig {
 struct DomainConfig {
   std::string domain;  // lowercase, no trailing dot
   std::string stream;  // names this mail stream in selectors ({stream})
-  // "rsa-sha256" and/or "ed25519-sha256", no duplicates; one signature per algorithm.
-  std::vector<std::string> algorithms = {"rsa-sha256"};
+  // No duplicates; one signature per algorithm. The file writes "rsa-sha256"/"ed25519-sha256".
+  std::vector<signer::Algorithm> algorithms = {signer::Algorithm::kRsaSha256};
   int bits = 2048;  // RSA modulus, 1024..4096
   int active_keys = 2;  // keys that sign in turn (round-robin), 1..3
   seconds key_lifetime{120 * 86400};  // how long a key signs

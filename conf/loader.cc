@@ -42,7 +42,12 @@ const std::vector<std::pair<std::string_view, const Names*>> kSchema = {
 
 constexpr size_t kMaxErrors = 20;
 
-const std::vector<std::string_view> kAlgorithms = {"rsa-sha256", "ed25519-sha256"};
+// The file's spellings, for messages; signer::ParseAlgorithm/ParseCanonicalization read them.
+const std::vector<std::string_view> kAlgorithmNames = [] {
+  std::vector<std::string_view> names;
+  for (signer::Algorithm a : signer::kAlgorithms) names.push_back(signer::AlgorithmName(a));
+  return names;
+}();
 const std::vector<std::string_view> kCanonicalizations = {"relaxed/relaxed", "relaxed/simple",
                                                           "simple/relaxed", "simple/simple"};
 
@@ -380,9 +385,11 @@ class Loader {
     ReadBool(g, "sign_authenticated", out.sign_authenticated);
     if (const Setting* s = Find(g, "canonicalization", Kind::kString)) {
       std::string_view v = s->c_str();
-      if (std::find(kCanonicalizations.begin(), kCanonicalizations.end(), v) !=
-          kCanonicalizations.end()) {
-        out.canonicalization = std::string(v);
+      // The signer also reads "simple" alone and any case, as c= in mail may be; the file
+      // names both halves in lowercase, as the signer writes them back.
+      util::Result<signer::Canonicalization> c = signer::ParseCanonicalization(v);
+      if (c && signer::FormatCanonicalization(*c) == v) {
+        out.canonicalization = *c;
       } else if (v == "relaxed" || v == "simple") {
         Error(*s, "name both header and body canonicalization: \"" + std::string(v) + "/" +
                       std::string(v) + "\"; \"relaxed/relaxed\" survives most relays");
@@ -459,20 +466,25 @@ class Loader {
     return d;
   }
 
+  // signer::ParseAlgorithm reads any case, as a= in mail may be; the file spells each name
+  // exactly, as it does every other value.
+  static util::Result<signer::Algorithm> ParseAlgorithmSetting(std::string_view v) {
+    util::Result<signer::Algorithm> a = signer::ParseAlgorithm(v);
+    if (a && signer::AlgorithmName(*a) == v) return *a;
+    if (v == "rsa-sha1")
+      return util::Err(util::ErrorCode::kInvalidArgument,
+                       "rsa-sha1 is obsolete (RFC 8301): use " +
+                           Quote(signer::AlgorithmName(signer::Algorithm::kRsaSha256)));
+    std::string message = "unknown algorithm: use " + OneOf(kAlgorithmNames);
+    std::string_view close = internal::ClosestMatch(v, kAlgorithmNames);
+    if (!close.empty()) message += " (did you mean " + Quote(close) + "?)";
+    return util::Err(util::ErrorCode::kInvalidArgument, message);
+  }
+
   void LoadAlgorithms(const Setting& g, DomainConfig& d) {
-    std::vector<std::string> algorithms;
-    const Setting* list = ReadStringList<std::string>(
-        g, "algorithms", algorithms, [](std::string_view v) -> util::Result<std::string> {
-          if (std::find(kAlgorithms.begin(), kAlgorithms.end(), v) != kAlgorithms.end())
-            return std::string(v);
-          if (v == "rsa-sha1")
-            return util::Err(util::ErrorCode::kInvalidArgument,
-                             "rsa-sha1 is obsolete (RFC 8301): use \"rsa-sha256\"");
-          std::string message = "unknown algorithm: use " + OneOf(kAlgorithms);
-          std::string_view close = internal::ClosestMatch(v, kAlgorithms);
-          if (!close.empty()) message += " (did you mean " + Quote(close) + "?)";
-          return util::Err(util::ErrorCode::kInvalidArgument, message);
-        });
+    std::vector<signer::Algorithm> algorithms;
+    const Setting* list = ReadStringList<signer::Algorithm>(g, "algorithms", algorithms,
+                                                            ParseAlgorithmSetting);
     if (list == nullptr) return;
     for (int i = 0; i < list->getLength(); ++i) {
       const Setting& e = (*list)[i];
@@ -511,7 +523,7 @@ class Loader {
       return report("it has no {alg}, but " + std::to_string(d.algorithms.size()) +
                     " algorithms sign, so their selectors would collide: add {alg}");
     if (d.domain.empty()) return;
-    for (const std::string& algorithm : d.algorithms) {
+    for (signer::Algorithm algorithm : d.algorithms) {
       internal::SelectorValues values;
       values.stream = d.stream;
       values.algorithm = algorithm;

@@ -40,8 +40,7 @@ void ReplaceAll(std::string& s, std::string_view from, std::string_view to) {
 }  // namespace
 
 std::string KeyRecordValue(const KeyInfo& key) {
-  return std::string("v=DKIM1; k=") + (key.algorithm == "ed25519-sha256" ? "ed25519" : "rsa") +
-         "; p=" + key.public_key;
+  return "v=DKIM1; k=" + std::string(signer::KeyTypeName(key.algorithm)) + "; p=" + key.public_key;
 }
 
 std::string RevokedRecordValue() { return "v=DKIM1; p="; }
@@ -97,7 +96,7 @@ void RotationEngine::Transition(KeyInfo& key, KeyState to, TimePoint now) {
 }
 
 std::string RotationEngine::NewSelector(const StreamPolicy& p, TimePoint now) const {
-  const bool rsa = p.algorithm == "rsa-sha256";
+  const bool rsa = p.algorithm == signer::Algorithm::kRsaSha256;
   int n = 1;
   for (const auto& k : keys_)
     if (SameStream(k, p)) ++n;
@@ -125,7 +124,7 @@ util::Status RotationEngine::Generate(const StreamPolicy& p, TimePoint now) {
   k.selector = NewSelector(p, now);
   RETURN_IF_ERROR(signer::ValidateDnsName(k.selector, "generated selector"));
   k.algorithm = p.algorithm;
-  k.bits = p.algorithm == "rsa-sha256" ? p.bits : 256;
+  k.bits = p.algorithm == signer::Algorithm::kRsaSha256 ? p.bits : 256;
   k.state = KeyState::kPending;
   k.created = now;
   k.state_since = now;
@@ -137,7 +136,7 @@ util::Status RotationEngine::Generate(const StreamPolicy& p, TimePoint now) {
   next.push_back(k);
   RETURN_IF_ERROR(Commit(std::move(next)));
   loaded_[k.domain + "/" + k.selector] = std::move(key);
-  world_->Log(LogLevel::kInfo, "generated " + k.algorithm + " key " + k.selector + "._domainkey." +
+  world_->Log(LogLevel::kInfo, "generated " + std::string(signer::AlgorithmName(k.algorithm)) + " key " + k.selector + "._domainkey." +
                                    k.domain + " (pending: waiting for DNS)");
   return util::Ok();
 }
@@ -190,7 +189,7 @@ util::Status RotationEngine::Rotate(const std::string& domain) {
 
 util::Status RotationEngine::StepStream(const StreamPolicy& p, TimePoint now, bool force_rotation,
                                         bool* changed) {
-  const std::string stream_name = p.domain + " " + p.algorithm;
+  const std::string stream_name = p.domain + " " + std::string(signer::AlgorithmName(p.algorithm));
   // 1. Keep active_keys + prepublish keys on their way or in service.
   int live = 0;
   for (const auto& k : keys_) live += (SameStream(k, p) && IsLive(k.state)) ? 1 : 0;

@@ -18,6 +18,7 @@
 
 #include "keystore/key_info.h"
 #include "keystore/signing_snapshot.h"
+#include "signer/algorithm.h"
 #include "signer/canonicalization.h"
 #include "signer/private_key.h"
 #include "util/result.h"
@@ -28,7 +29,7 @@ namespace dkimrotor::keystore {
 struct StreamPolicy {
   std::string domain;
   std::string stream;              // the {stream} of the selector format, e.g. "mta1"
-  std::string algorithm;           // "rsa-sha256" or "ed25519-sha256"
+  signer::Algorithm algorithm = signer::Algorithm::kRsaSha256;
   int bits = 2048;                 // RSA only
   int active_keys = 2;             // 1..3, used round-robin
   std::chrono::seconds key_lifetime{120 * 86400};

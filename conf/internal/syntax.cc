@@ -225,11 +225,11 @@ std::string ExpandSelector(std::string_view format, const SelectorValues& values
       break;
     }
     std::string_view name = format.substr(i + 1, close - i - 1);
-    bool rsa = values.algorithm == "rsa-sha256";
+    bool rsa = values.algorithm == signer::Algorithm::kRsaSha256;
     if (name == "stream") out += values.stream;
     else if (name == "yyyymmdd") out += values.yyyymmdd;
     else if (name == "yyyymm") out += values.yyyymmdd.substr(0, 6);
-    else if (name == "alg") out += rsa ? "rsa" : "ed25519";
+    else if (name == "alg") out += signer::KeyTypeName(values.algorithm);
     else if (name == "bits" && rsa) out += std::to_string(values.bits);
     else if (name == "n") out += std::to_string(values.n);
     i = close;

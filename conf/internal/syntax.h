@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "signer/algorithm.h"
 #include "util/result.h"
 
 namespace dkimrotor::conf::internal {
@@ -37,7 +38,7 @@ util::Result<SelectorFormatInfo> ParseSelectorFormat(std::string_view format);
 // RSA size or nothing for ed25519.
 struct SelectorValues {
   std::string stream;
-  std::string algorithm;  // "rsa-sha256" or "ed25519-sha256"
+  signer::Algorithm algorithm = signer::Algorithm::kRsaSha256;
   int bits = 0;
   std::string yyyymmdd;
   unsigned n = 0;

@@ -7,7 +7,8 @@
 namespace dkimrotor::conf {
 namespace {
 
-// conf may not depend on signer, so it repeats the signer's default lists; this keeps them equal.
+// conf reads header names as text and keeps its own copy of the signer's default lists; this
+// keeps them equal.
 TEST(SigningConfig, DefaultHeaderListsMatchTheSigner) {
   SigningConfig defaults;
   signer::HeaderPolicy policy = signer::HeaderPolicy::Default();
@@ -40,7 +41,9 @@ TEST(Config, DefaultsAreTheDocumentedOnes) {
   DomainConfig d;
   EXPECT_EQ(d.key_lifetime, std::chrono::hours(120 * 24));
   EXPECT_EQ(d.grace, std::chrono::hours(14 * 24));
-  EXPECT_EQ(d.algorithms, std::vector<std::string>{"rsa-sha256"});
+  EXPECT_EQ(d.algorithms, std::vector<signer::Algorithm>{signer::Algorithm::kRsaSha256});
+  EXPECT_EQ(c.signing.canonicalization,
+            (signer::Canonicalization{signer::Canon::kRelaxed, signer::Canon::kRelaxed}));
 }
 
 }  // namespace

@@ -36,7 +36,7 @@ TEST(CheckPractices, DefaultsFollowPractice) {
   EXPECT_TRUE(CheckPractices(Config{}).empty());
   EXPECT_TRUE(CheckPractices(WithDomain(Example())).empty());
   DomainConfig d = Example();
-  d.algorithms = {"rsa-sha256", "ed25519-sha256"};
+  d.algorithms = {signer::Algorithm::kRsaSha256, signer::Algorithm::kEd25519Sha256};
   d.key_lifetime = 183 * kDay;
   d.grace = 7 * kDay;
   d.bits = 3072;
@@ -89,7 +89,7 @@ TEST(CheckPractices, RsaKeySize) {
 
 TEST(CheckPractices, BitsDoNotMatterWithoutRsa) {
   DomainConfig d = Example();
-  d.algorithms = {"ed25519-sha256"};
+  d.algorithms = {signer::Algorithm::kEd25519Sha256};
   d.bits = 1024;
   std::string w = OnlyWarning(WithDomain(d));
   EXPECT_TRUE(StartsWith(w, "domain example.com: algorithms = [\"ed25519-sha256\"]: many receivers "

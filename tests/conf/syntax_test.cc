@@ -92,10 +92,10 @@ TEST(ParseSelectorFormat, RejectsUnknownPlaceholdersAndReuse) {
 }
 
 TEST(ExpandSelector, FillsEachPlaceholder) {
-  SelectorValues v{"mta1", "rsa-sha256", 2048, "20260131", 7};
+  SelectorValues v{"mta1", signer::Algorithm::kRsaSha256, 2048, "20260131", 7};
   EXPECT_EQ(ExpandSelector("{stream}-{yyyymmdd}-{alg}{bits}", v), "mta1-20260131-rsa2048");
   EXPECT_EQ(ExpandSelector("{yyyymm}.{n}", v), "202601.7");
-  v.algorithm = "ed25519-sha256";
+  v.algorithm = signer::Algorithm::kEd25519Sha256;
   EXPECT_EQ(ExpandSelector("{stream}-{yyyymmdd}-{alg}{bits}", v), "mta1-20260131-ed25519");
 }
 

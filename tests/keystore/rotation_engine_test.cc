@@ -119,7 +119,7 @@ StreamPolicy Policy(int active_keys) {
   StreamPolicy p;
   p.domain = "example.com";
   p.stream = "mta1";
-  p.algorithm = "ed25519-sha256";
+  p.algorithm = signer::Algorithm::kEd25519Sha256;
   p.active_keys = active_keys;
   p.key_lifetime = 120 * kDay;
   p.prepublish = 1;

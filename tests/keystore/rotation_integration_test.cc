@@ -46,7 +46,7 @@ class RotationIntegrationTest : public ::testing::Test {
     StreamPolicy p;
     p.domain = "example.test";
     p.stream = "mta1";
-    p.algorithm = "rsa-sha256";
+    p.algorithm = signer::Algorithm::kRsaSha256;
     p.bits = 1024;  // quick to generate; the size does not matter to the schedule
     p.active_keys = 1;
     p.prepublish = 1;
