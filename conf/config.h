@@ -1,7 +1,8 @@
 // The daemon's whole configuration as plain typed values, with the documented defaults as member
 // initializers: a default-constructed Config is what an empty configuration file means.
 // Values with a type of their own arrive parsed (signer::Algorithm, signer::Canonicalization,
-// util::Cidr, util::ServerAddress): nothing downstream parses configuration text again.
+// signer::SelectorFormat, util::Cidr, util::ServerAddress): nothing downstream parses
+// configuration text again.
 // Built and validated by LoadConfig/ParseConfig (loader.h); owns all its strings.
 // Immutable once built: share it as shared_ptr<const Config>; a reload builds a new one.
 #pragma once
@@ -13,6 +14,7 @@
 
 #include "signer/algorithm.h"
 #include "signer/canonicalization.h"
+#include "signer/selector_format.h"
 #include "util/cidr.h"
 #include "util/server_address.h"
 
@@ -117,8 +119,9 @@ struct DomainConfig {
   seconds grace{14 * 86400};  // how long a retired key stays in DNS before it is revoked
   // Placeholders: {stream}, {yyyymmdd}, {yyyymm} (the key's creation date, UTC), {alg} ("rsa"
   // or "ed25519"), {bits} (the RSA size; empty for ed25519), {n} (a sequence number). Always
-  // holds {yyyymmdd}, {yyyymm} or {n}; holds {alg} when there is more than one algorithm.
-  std::string selector_format = "{stream}-{yyyymmdd}-{alg}{bits}";
+  // holds {yyyymmdd}, {yyyymm} or {n}; holds {alg} when there is more than one algorithm; with
+  // this domain, stream and bits, makes selectors that fit in DNS.
+  signer::SelectorFormat selector_format;  // "{stream}-{yyyymmdd}-{alg}{bits}"
   std::string publish_hook;  // absolute path of a program run to publish records; empty: none
   seconds hook_timeout{30};
   bool subdomains = false;  // also sign mail from subdomains of `domain`

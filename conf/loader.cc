@@ -506,36 +506,39 @@ class Loader {
   void CheckSelectorFormat(const Setting& g, DomainConfig& d) {
     const Setting* format_setting = Find(g, "selector_format", Kind::kString);
     if (g.exists("selector_format") && format_setting == nullptr) return;  // reported
-    std::string format = format_setting != nullptr ? format_setting->c_str() : d.selector_format;
+    const std::string text =
+        format_setting != nullptr ? format_setting->c_str() : d.selector_format.text();
     auto report = [&](std::string_view message) {
       if (format_setting != nullptr) Error(*format_setting, message);
-      else GroupError(g, "default selector_format " + Quote(format) + ": " + std::string(message));
+      else GroupError(g, "default selector_format " + Quote(text) + ": " + std::string(message));
     };
-    util::Result<internal::SelectorFormatInfo> info = internal::ParseSelectorFormat(format);
-    if (!info) return report(info.error().message);
-    d.selector_format = format;
-    if (info->has_stream && d.stream.empty()) {
+    util::Result<signer::SelectorFormat> format = signer::SelectorFormat::Parse(text);
+    if (!format) return report(format.error().message);
+    d.selector_format = *format;
+    if (format->has_stream() && d.stream.empty()) {
       if (g.exists("stream")) return;  // reported as invalid
       return report("it uses {stream}, but this entry has no stream: add stream = \"mta1\"; (a "
                     "short name for this server or mail stream)");
     }
-    if (!info->has_alg && d.algorithms.size() > 1)
+    if (!format->has_alg() && d.algorithms.size() > 1)
       return report("it has no {alg}, but " + std::to_string(d.algorithms.size()) +
                     " algorithms sign, so their selectors would collide: add {alg}");
     if (d.domain.empty()) return;
+    // The rotation engine names keys with the same Expand(); these sample values stand for its
+    // long selectors (two-digit month and day, a three-digit {n}).
     for (signer::Algorithm algorithm : d.algorithms) {
-      internal::SelectorValues values;
+      signer::SelectorValues values;
       values.stream = d.stream;
       values.algorithm = algorithm;
       values.bits = d.bits;
-      values.yyyymmdd = "20260131";
+      values.date = std::chrono::year{2026} / std::chrono::January / std::chrono::day{31};
       values.n = 999;
-      std::string selector = internal::ExpandSelector(format, values);
+      std::string selector = format->Expand(values);
       util::Status st = internal::CheckSelector(selector, d.domain);
       if (st) continue;
       // With the default format, the stream is what the user wrote that made it too long.
       if (format_setting == nullptr && g.exists("stream"))
-        return Error(g["stream"], "with the default selector_format " + Quote(format) + ", " +
+        return Error(g["stream"], "with the default selector_format " + Quote(text) + ", " +
                                       st.error().message);
       return report(st.error().message);
     }

@@ -1,7 +1,6 @@
 #include "keystore/rotation_engine.h"
 
 #include <algorithm>
-#include <ctime>
 #include <functional>
 
 #include "signer/signing_key.h"
@@ -21,20 +20,6 @@ KeyInfo* Find(std::vector<KeyInfo>& keys, const std::string& domain, const std::
   for (auto& k : keys)
     if (k.domain == domain && k.selector == selector) return &k;
   return nullptr;
-}
-
-std::string Strftime(TimePoint t, const char* format) {
-  std::time_t tt = static_cast<std::time_t>(ToUnix(t));
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, format, &tm);
-  return buf;
-}
-
-void ReplaceAll(std::string& s, std::string_view from, std::string_view to) {
-  for (size_t pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size()))
-    s.replace(pos, from.size(), to);
 }
 
 }  // namespace
@@ -96,18 +81,15 @@ void RotationEngine::Transition(KeyInfo& key, KeyState to, TimePoint now) {
 }
 
 std::string RotationEngine::NewSelector(const StreamPolicy& p, TimePoint now) const {
-  const bool rsa = p.algorithm == signer::Algorithm::kRsaSha256;
-  int n = 1;
+  signer::SelectorValues values;
+  values.stream = p.stream;
+  values.algorithm = p.algorithm;
+  values.bits = p.bits;
+  values.date = std::chrono::year_month_day{std::chrono::floor<std::chrono::days>(now)};  // UTC
+  values.n = 1;
   for (const auto& k : keys_)
-    if (SameStream(k, p)) ++n;
-  std::string s = p.selector_format;
-  ReplaceAll(s, "{stream}", p.stream);
-  ReplaceAll(s, "{yyyymmdd}", Strftime(now, "%Y%m%d"));
-  ReplaceAll(s, "{yyyymm}", Strftime(now, "%Y%m"));
-  ReplaceAll(s, "{alg}", rsa ? "rsa" : "ed25519");
-  ReplaceAll(s, "{bits}", rsa ? std::to_string(p.bits) : "");
-  ReplaceAll(s, "{n}", std::to_string(n));
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (SameStream(k, p)) ++values.n;
+  const std::string s = p.selector_format.Expand(values);
   // Never reuse a selector, not even a revoked one: add -2, -3, ... on a collision.
   std::string candidate = s;
   for (int suffix = 2;; ++suffix) {

@@ -21,6 +21,7 @@
 #include "signer/algorithm.h"
 #include "signer/canonicalization.h"
 #include "signer/private_key.h"
+#include "signer/selector_format.h"
 #include "util/result.h"
 
 namespace dkimrotor::keystore {
@@ -35,7 +36,7 @@ struct StreamPolicy {
   std::chrono::seconds key_lifetime{120 * 86400};
   int prepublish = 1;              // verified spare keys kept ready
   std::chrono::seconds grace{14 * 86400};
-  std::string selector_format = "{stream}-{yyyymmdd}-{alg}{bits}";
+  signer::SelectorFormat selector_format;  // "{stream}-{yyyymmdd}-{alg}{bits}"
 };
 
 struct RotationOptions {

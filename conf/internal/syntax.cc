@@ -177,66 +177,6 @@ util::Status CheckStream(std::string_view stream) {
   return util::Ok();
 }
 
-util::Result<SelectorFormatInfo> ParseSelectorFormat(std::string_view format) {
-  constexpr std::string_view kPlaceholders = "{stream}, {yyyymmdd}, {yyyymm}, {alg}, {bits} or {n}";
-  if (format.empty())
-    return Invalid("it is empty; e.g. \"{stream}-{yyyymmdd}-{alg}{bits}\"");
-  SelectorFormatInfo info;
-  for (size_t i = 0; i < format.size(); ++i) {
-    char c = format[i];
-    if (c == '{') {
-      size_t close = format.find('}', i);
-      if (close == std::string_view::npos)
-        return Invalid("'{' at position " + std::to_string(i + 1) + " is not closed");
-      std::string_view name = format.substr(i + 1, close - i - 1);
-      if (name == "stream") info.has_stream = true;
-      else if (name == "yyyymmdd" || name == "yyyymm") info.has_date = true;
-      else if (name == "n") info.has_n = true;
-      else if (name == "alg") info.has_alg = true;
-      else if (name == "bits") info.has_bits = true;
-      else
-        return Invalid("unknown placeholder {" + std::string(name) + "}: use " +
-                       std::string(kPlaceholders));
-      i = close;
-    } else if (c == '}') {
-      return Invalid("'}' at position " + std::to_string(i + 1) + " has no matching '{'");
-    } else if (!IsLdh(c) && c != '.') {
-      return Invalid(std::string("'") + c +
-                     "' is not allowed in a selector: use letters, digits, '-', '.' and " +
-                     std::string(kPlaceholders));
-    }
-  }
-  if (!info.has_date && !info.has_n)
-    return Invalid("it has no {yyyymmdd}, {yyyymm} or {n}, so every new key would get the same "
-                   "selector; selectors must never be reused: add {yyyymmdd}");
-  return info;
-}
-
-std::string ExpandSelector(std::string_view format, const SelectorValues& values) {
-  std::string out;
-  for (size_t i = 0; i < format.size(); ++i) {
-    if (format[i] != '{') {
-      out += format[i];
-      continue;
-    }
-    size_t close = format.find('}', i);
-    if (close == std::string_view::npos) {
-      out += format.substr(i);
-      break;
-    }
-    std::string_view name = format.substr(i + 1, close - i - 1);
-    bool rsa = values.algorithm == signer::Algorithm::kRsaSha256;
-    if (name == "stream") out += values.stream;
-    else if (name == "yyyymmdd") out += values.yyyymmdd;
-    else if (name == "yyyymm") out += values.yyyymmdd.substr(0, 6);
-    else if (name == "alg") out += signer::KeyTypeName(values.algorithm);
-    else if (name == "bits" && rsa) out += std::to_string(values.bits);
-    else if (name == "n") out += std::to_string(values.n);
-    i = close;
-  }
-  return out;
-}
-
 util::Status CheckSelector(std::string_view selector, std::string_view domain) {
   std::string why;
   if (!IsHostName(selector, why))

@@ -126,7 +126,7 @@ TEST(ParseConfig, FullExampleParsesToItsValues) {
   EXPECT_EQ(d.key_lifetime, seconds(90 * 86400));
   EXPECT_EQ(d.prepublish, 2);
   EXPECT_EQ(d.grace, seconds(21 * 86400));
-  EXPECT_EQ(d.selector_format, "{stream}-{yyyymm}-{alg}{bits}");
+  EXPECT_EQ(d.selector_format.text(), "{stream}-{yyyymm}-{alg}{bits}");
   EXPECT_EQ(d.publish_hook, "/usr/lib/dkimrotor/hooks/nsupdate");
   EXPECT_EQ(d.hook_timeout, seconds(60));
   EXPECT_TRUE(d.subdomains);
@@ -134,7 +134,7 @@ TEST(ParseConfig, FullExampleParsesToItsValues) {
   // An entry that sets little gets the defaults for the rest.
   DomainConfig expected;
   expected.domain = "example.org";
-  expected.selector_format = "k{n}";
+  expected.selector_format = signer::SelectorFormat::Parse("k{n}").value();
   EXPECT_EQ(c.domains[1], expected);
 }
 

@@ -66,39 +66,6 @@ TEST(CheckStream, AllowsLdhAndDots) {
   EXPECT_NE(Why(CheckStream("mta{1}")).find("'{'"), std::string::npos);
 }
 
-TEST(ParseSelectorFormat, ReportsPlaceholders) {
-  auto info = ParseSelectorFormat("{stream}-{yyyymmdd}-{alg}{bits}");
-  ASSERT_TRUE(info.has_value()) << Why(info);
-  EXPECT_TRUE(info->has_stream);
-  EXPECT_TRUE(info->has_date);
-  EXPECT_TRUE(info->has_alg);
-  EXPECT_TRUE(info->has_bits);
-  EXPECT_FALSE(info->has_n);
-  info = ParseSelectorFormat("key{n}");
-  ASSERT_TRUE(info.has_value()) << Why(info);
-  EXPECT_TRUE(info->has_n);
-  EXPECT_FALSE(info->has_date);
-  EXPECT_TRUE(ParseSelectorFormat("s.{yyyymm}").has_value());
-}
-
-TEST(ParseSelectorFormat, RejectsUnknownPlaceholdersAndReuse) {
-  EXPECT_NE(Why(ParseSelectorFormat("{stream}-{date}")).find("unknown placeholder {date}"),
-            std::string::npos);
-  EXPECT_NE(Why(ParseSelectorFormat("{stream}-{alg}")).find("never be reused"), std::string::npos);
-  EXPECT_NE(Why(ParseSelectorFormat("{yyyymmdd")).find("not closed"), std::string::npos);
-  EXPECT_NE(Why(ParseSelectorFormat("a}{n}")).find("no matching '{'"), std::string::npos);
-  EXPECT_NE(Why(ParseSelectorFormat("k_{n}")).find("'_'"), std::string::npos);
-  EXPECT_NE(Why(ParseSelectorFormat("")).find("empty"), std::string::npos);
-}
-
-TEST(ExpandSelector, FillsEachPlaceholder) {
-  SelectorValues v{"mta1", signer::Algorithm::kRsaSha256, 2048, "20260131", 7};
-  EXPECT_EQ(ExpandSelector("{stream}-{yyyymmdd}-{alg}{bits}", v), "mta1-20260131-rsa2048");
-  EXPECT_EQ(ExpandSelector("{yyyymm}.{n}", v), "202601.7");
-  v.algorithm = signer::Algorithm::kEd25519Sha256;
-  EXPECT_EQ(ExpandSelector("{stream}-{yyyymmdd}-{alg}{bits}", v), "mta1-20260131-ed25519");
-}
-
 TEST(CheckSelector, EnforcesDnsLimits) {
   EXPECT_TRUE(CheckSelector("mta1-20260131-rsa2048", "example.com").has_value());
   EXPECT_NE(Why(CheckSelector("-20260131-rsa2048", "example.com")).find("starts or ends"),

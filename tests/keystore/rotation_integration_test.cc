@@ -52,7 +52,7 @@ class RotationIntegrationTest : public ::testing::Test {
     p.prepublish = 1;
     p.key_lifetime = std::chrono::hours(2);
     p.grace = std::chrono::hours(1);
-    p.selector_format = "{stream}-{yyyymmdd}-{alg}{bits}";
+    p.selector_format = signer::SelectorFormat::Parse("{stream}-{yyyymmdd}-{alg}{bits}").value();
     return p;
   }
 
