@@ -21,6 +21,7 @@
 #include "keystore/keystore_world.h"
 #include "keystore/rotation_engine.h"
 #include "keystore/state_store.h"
+#include "signer/algorithm.h"
 #include "signer/private_key.h"
 #include "signer/signing_key.h"
 #include "util/file.h"
@@ -104,10 +105,12 @@ int ImportKey(const Args& args) {
   if (!pem) return Fail("keys import", pem.error().message);
   auto key = signer::PrivateKey::FromPem(*pem);
   if (!key) return Fail("keys import", "key file " + *file + ": " + key.error().message);
-  const std::string algorithm(signer::AlgorithmName((*key)->algorithm()));
+  const signer::Algorithm algorithm = (*key)->algorithm();
   bool stream = false;
   for (const auto& p : loaded->rotation.streams) stream |= p.domain == *domain && p.algorithm == algorithm;
-  if (!stream) return Fail("keys import", *domain + " does not sign with " + algorithm + " (its algorithms setting)");
+  if (!stream)
+    return Fail("keys import", *domain + " does not sign with " + std::string(signer::AlgorithmName(algorithm)) +
+                                   " (its algorithms setting)");
   KeyInfo k;
   k.domain = *domain;
   k.selector = *selector;
@@ -125,7 +128,7 @@ int ImportKey(const Args& args) {
   keys->push_back(k);
   if (auto st = keystore::SaveState(dir, *keys); !st) return Fail("keys import", st.error().message);
   std::printf("imported %s._domainkey.%s (%s, %d bits) as pending: it signs once DNS serves it\n",
-              k.selector.c_str(), k.domain.c_str(), k.algorithm.c_str(), k.bits);
+              k.selector.c_str(), k.domain.c_str(), std::string(signer::AlgorithmName(k.algorithm)).c_str(), k.bits);
   return kExitOk;
 }
 
@@ -157,7 +160,7 @@ int RunKeys(std::span<char*> argv) {
       for (const KeyInfo* k : keys) {
         nlohmann::json j;
         j["selector"] = k->selector;
-        j["algorithm"] = k->algorithm;
+        j["algorithm"] = std::string(signer::AlgorithmName(k->algorithm));
         j["bits"] = k->bits;
         j["state"] = std::string(keystore::KeyStateName(k->state));
         j["created"] = keystore::Rfc3339(k->created);
@@ -188,7 +191,7 @@ int RunKeys(std::span<char*> argv) {
       } else if (k->state != KeyState::kRevoked) {
         next = "not in the configuration any more";
       }
-      std::string alg = k->algorithm + "/" + std::to_string(k->bits);
+      std::string alg = std::string(signer::AlgorithmName(k->algorithm)) + "/" + std::to_string(k->bits);
       std::printf("%-16s %-34s %-20s %-9s %-21s %s\n", k->domain.c_str(), k->selector.c_str(), alg.c_str(),
                   std::string(keystore::KeyStateName(k->state)).c_str(),
                   keystore::Rfc3339(k->state_since).c_str(), next.c_str());
@@ -215,7 +218,7 @@ int RunDns(std::span<char*> argv) {
     if (only && k.domain != *only) continue;
     const bool revoked = k.state == KeyState::kRevoked;
     const std::string value = revoked ? keystore::RevokedRecordValue() : keystore::KeyRecordValue(k);
-    std::printf("; %s %s since %s\n", k.algorithm.c_str(), std::string(keystore::KeyStateName(k.state)).c_str(),
+    std::printf("; %s %s since %s\n", std::string(signer::AlgorithmName(k.algorithm)).c_str(), std::string(keystore::KeyStateName(k.state)).c_str(),
                 keystore::Rfc3339(k.state_since).c_str());
     std::printf("%s._domainkey.%s. 3600 IN TXT (", k.selector.c_str(), k.domain.c_str());
     for (const auto& part : keystore::SplitTxtStrings(value)) std::printf(" \"%s\"", part.c_str());
@@ -265,9 +268,7 @@ int RunCheck(std::span<char*> argv) {
       }
     }
     if (k.state == KeyState::kPending) continue;
-    auto algorithm = signer::ParseAlgorithm(k.algorithm);
-    if (!algorithm) continue;
-    auto r = (*checker)->Check(k.domain, k.selector, *algorithm,
+    auto r = (*checker)->Check(k.domain, k.selector, k.algorithm,
                                k.state == KeyState::kRevoked ? "" : k.public_key);
     for (const auto& w : r.warnings) {
       std::printf("warning: %s: %s\n", name.c_str(), w.c_str());

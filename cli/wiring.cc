@@ -1,14 +1,10 @@
 #include "cli/wiring.h"
 
-#include <algorithm>
-
-#include "signer/canonicalization.h"
-
 namespace dkimrotor::cli {
 
 util::Result<keystore::RotationOptions> RotationOptionsFrom(const conf::Config& config) {
   keystore::RotationOptions o;
-  ASSIGN_OR_RETURN(o.canonicalization, signer::ParseCanonicalization(config.signing.canonicalization));
+  o.canonicalization = config.signing.canonicalization;
   o.min_propagation = config.dns.min_propagation;
   for (const auto& d : config.domains) {
     for (const auto& algorithm : d.algorithms) {
@@ -34,16 +30,9 @@ keystore::DnsCheckOptions DnsOptionsFrom(const conf::Config& config) {
   o.check_authoritative = config.dns.check_authoritative;
   o.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(config.dns.timeout);
   // A resolver on a port other than 53 is a lab or test setup whose authoritative servers
-  // listen on that port too (README: "DNS checks"); conf has validated the syntax.
-  for (const auto& r : config.dns.resolvers) {
-    std::string port;
-    if (r.starts_with("[")) {
-      if (auto end = r.find("]:"); end != std::string::npos) port = r.substr(end + 2);
-    } else if (std::count(r.begin(), r.end(), ':') == 1) {
-      port = r.substr(r.find(':') + 1);
-    }
-    if (!port.empty()) o.authoritative_port = static_cast<uint16_t>(std::stoi(port));
-  }
+  // listen on that port too (README: "DNS checks").
+  for (const auto& r : config.dns.resolvers)
+    if (r.port != 53) o.authoritative_port = r.port;
   return o;
 }
 

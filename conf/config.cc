@@ -2,6 +2,10 @@
 
 namespace dkimrotor::conf {
 
+std::vector<util::Cidr> DefaultInternalHosts() {
+  return {util::Cidr::Parse("127.0.0.1/32").value(), util::Cidr::Parse("::1/128").value()};
+}
+
 std::string_view OnErrorName(OnError v) {
   switch (v) {
     case OnError::kTempfail: return "tempfail";

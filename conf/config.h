@@ -1,5 +1,8 @@
 // The daemon's whole configuration as plain typed values, with the documented defaults as member
 // initializers: a default-constructed Config is what an empty configuration file means.
+// Values with a type of their own arrive parsed (signer::Algorithm, signer::Canonicalization,
+// signer::SelectorFormat, util::Cidr, util::ServerAddress): nothing downstream parses
+// configuration text again.
 // Built and validated by LoadConfig/ParseConfig (loader.h); owns all its strings.
 // Immutable once built: share it as shared_ptr<const Config>; a reload builds a new one.
 #pragma once
@@ -8,6 +11,12 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "signer/algorithm.h"
+#include "signer/canonicalization.h"
+#include "signer/selector_format.h"
+#include "util/cidr.h"
+#include "util/server_address.h"
 
 namespace dkimrotor::conf {
 
@@ -27,6 +36,9 @@ std::string_view OnBadMessageName(OnBadMessage v);
 std::string_view LogTargetName(LogTarget v);
 std::string_view LogLevelName(LogLevel v);
 
+// signing.internal_hosts when the file sets none: 127.0.0.1/32 and ::1/128.
+std::vector<util::Cidr> DefaultInternalHosts();
+
 struct MilterConfig {
   // libmilter's syntax: inet:PORT@HOST, inet6:PORT@HOST, unix:/path or local:/path.
   std::string socket = "inet:8891@127.0.0.1";
@@ -43,13 +55,13 @@ struct MilterConfig {
 };
 
 struct SigningConfig {
-  // Messages from these networks are signed. Each entry is "ADDRESS/PREFIX" with the host bits
-  // clear; a bare address in the file is stored with its full-length prefix.
-  std::vector<std::string> internal_hosts = {"127.0.0.1/32", "::1/128"};
+  // Messages from these networks are signed. The file writes "ADDRESS/PREFIX" with the host
+  // bits clear, or a bare address for its full-length prefix.
+  std::vector<util::Cidr> internal_hosts = DefaultInternalHosts();
   // Also sign messages whose client authenticated (SMTP AUTH), wherever it connects from.
   bool sign_authenticated = true;
-  // "header/body", each "relaxed" or "simple".
-  std::string canonicalization = "relaxed/relaxed";
+  // The file writes "header/body", each "relaxed" or "simple".
+  signer::Canonicalization canonicalization;  // relaxed/relaxed
   // Header field names to sign, lowercase; a trailing '*' matches a prefix ("list-*"). The
   // signer always signs From. Same default as signer::HeaderPolicy::Default().
   std::vector<std::string> headers = {
@@ -73,8 +85,9 @@ struct KeystoreConfig {
 };
 
 struct DnsConfig {
-  // "IP", "IP:PORT" or "[IPv6]:PORT"; empty means the system's /etc/resolv.conf.
-  std::vector<std::string> resolvers;
+  // The file writes "IP", "IPv4:PORT" or "[IPv6]:PORT" (port 53 unless given); empty means the
+  // system's /etc/resolv.conf.
+  std::vector<util::ServerAddress> resolvers;
   // Before a new key signs, ask the domain's authoritative servers that they all serve it.
   bool check_authoritative = true;
   // And wait at least this long after it first appeared.
@@ -97,8 +110,8 @@ struct LogConfig {
 struct DomainConfig {
   std::string domain;  // lowercase, no trailing dot
   std::string stream;  // names this mail stream in selectors ({stream})
-  // "rsa-sha256" and/or "ed25519-sha256", no duplicates; one signature per algorithm.
-  std::vector<std::string> algorithms = {"rsa-sha256"};
+  // No duplicates; one signature per algorithm. The file writes "rsa-sha256"/"ed25519-sha256".
+  std::vector<signer::Algorithm> algorithms = {signer::Algorithm::kRsaSha256};
   int bits = 2048;  // RSA modulus, 1024..4096
   int active_keys = 2;  // keys that sign in turn (round-robin), 1..3
   seconds key_lifetime{120 * 86400};  // how long a key signs
@@ -106,8 +119,9 @@ struct DomainConfig {
   seconds grace{14 * 86400};  // how long a retired key stays in DNS before it is revoked
   // Placeholders: {stream}, {yyyymmdd}, {yyyymm} (the key's creation date, UTC), {alg} ("rsa"
   // or "ed25519"), {bits} (the RSA size; empty for ed25519), {n} (a sequence number). Always
-  // holds {yyyymmdd}, {yyyymm} or {n}; holds {alg} when there is more than one algorithm.
-  std::string selector_format = "{stream}-{yyyymmdd}-{alg}{bits}";
+  // holds {yyyymmdd}, {yyyymm} or {n}; holds {alg} when there is more than one algorithm; with
+  // this domain, stream and bits, makes selectors that fit in DNS.
+  signer::SelectorFormat selector_format;  // "{stream}-{yyyymmdd}-{alg}{bits}"
   std::string publish_hook;  // absolute path of a program run to publish records; empty: none
   seconds hook_timeout{30};
   bool subdomains = false;  // also sign mail from subdomains of `domain`

@@ -42,7 +42,12 @@ const std::vector<std::pair<std::string_view, const Names*>> kSchema = {
 
 constexpr size_t kMaxErrors = 20;
 
-const std::vector<std::string_view> kAlgorithms = {"rsa-sha256", "ed25519-sha256"};
+// The file's spellings, for messages; signer::ParseAlgorithm/ParseCanonicalization read them.
+const std::vector<std::string_view> kAlgorithmNames = [] {
+  std::vector<std::string_view> names;
+  for (signer::Algorithm a : signer::kAlgorithms) names.push_back(signer::AlgorithmName(a));
+  return names;
+}();
 const std::vector<std::string_view> kCanonicalizations = {"relaxed/relaxed", "relaxed/simple",
                                                           "simple/relaxed", "simple/simple"};
 
@@ -186,6 +191,9 @@ class Loader {
 
  private:
   using Normalizer = std::function<util::Result<std::string>(std::string_view)>;
+  // Turns the text of one list element into its typed value, or says what is wrong with it.
+  template <class T>
+  using Parser = std::function<util::Result<T>(std::string_view)>;
 
   static util::Result<std::string> CheckPath(std::string_view v) {
     RETURN_IF_ERROR(internal::CheckAbsolutePath(v));
@@ -328,20 +336,21 @@ class Loader {
     Error(*s, message);
   }
 
-  // A list of strings, each normalized; an element that fails is reported and left out.
+  // A list of strings, each parsed; an element that fails is reported and left out.
   // Returns the list's setting, or nullptr if it is absent or not a list.
-  const Setting* ReadStringList(const Setting& group, const char* name,
-                                std::vector<std::string>& out, const Normalizer& normalize) {
+  template <class T>
+  const Setting* ReadStringList(const Setting& group, const char* name, std::vector<T>& out,
+                                const Parser<T>& normalize) {
     const Setting* list = Find(group, name, Kind::kStringList);
     if (list == nullptr) return nullptr;
-    std::vector<std::string> values;
+    std::vector<T> values;
     for (int i = 0; i < list->getLength(); ++i) {
       const Setting& e = (*list)[i];
       if (e.getType() != Setting::TypeString) {
         Error(e, ExpectedText(Kind::kString));
         continue;
       }
-      util::Result<std::string> v = normalize(e.c_str());
+      util::Result<T> v = normalize(e.c_str());
       if (!v) {
         Error(e, v.error().message);
         continue;
@@ -372,13 +381,15 @@ class Loader {
 
   void LoadSigning(const Setting& g, SigningConfig& out) {
     CheckNames(g, kSigningSettings);
-    ReadStringList(g, "internal_hosts", out.internal_hosts, internal::NormalizeCidr);
+    ReadStringList<util::Cidr>(g, "internal_hosts", out.internal_hosts, util::Cidr::Parse);
     ReadBool(g, "sign_authenticated", out.sign_authenticated);
     if (const Setting* s = Find(g, "canonicalization", Kind::kString)) {
       std::string_view v = s->c_str();
-      if (std::find(kCanonicalizations.begin(), kCanonicalizations.end(), v) !=
-          kCanonicalizations.end()) {
-        out.canonicalization = std::string(v);
+      // The signer also reads "simple" alone and any case, as c= in mail may be; the file
+      // names both halves in lowercase, as the signer writes them back.
+      util::Result<signer::Canonicalization> c = signer::ParseCanonicalization(v);
+      if (c && signer::FormatCanonicalization(*c) == v) {
+        out.canonicalization = *c;
       } else if (v == "relaxed" || v == "simple") {
         Error(*s, "name both header and body canonicalization: \"" + std::string(v) + "/" +
                       std::string(v) + "\"; \"relaxed/relaxed\" survives most relays");
@@ -386,18 +397,16 @@ class Loader {
         Error(*s, "must be " + OneOf(kCanonicalizations) + " (header/body)");
       }
     }
-    ReadStringList(g, "headers", out.headers, internal::NormalizeHeaderName);
-    ReadStringList(g, "oversign", out.oversign, internal::NormalizeHeaderName);
+    ReadStringList<std::string>(g, "headers", out.headers, internal::NormalizeHeaderName);
+    ReadStringList<std::string>(g, "oversign", out.oversign, internal::NormalizeHeaderName);
     ReadDuration(g, "signature_lifetime", out.signature_lifetime, seconds(0));
   }
 
   void LoadDns(const Setting& g, DnsConfig& out) {
     CheckNames(g, kDnsSettings);
-    ReadStringList(g, "resolvers", out.resolvers,
-                   [](std::string_view v) -> util::Result<std::string> {
-                     RETURN_IF_ERROR(internal::CheckResolver(v));
-                     return std::string(v);
-                   });
+    ReadStringList<util::ServerAddress>(
+        g, "resolvers", out.resolvers,
+        [](std::string_view v) { return util::ServerAddress::Parse(v, 53); });
     ReadBool(g, "check_authoritative", out.check_authoritative);
     ReadDuration(g, "min_propagation", out.min_propagation, seconds(0));
     ReadDuration(g, "poll", out.poll, seconds(1));
@@ -457,20 +466,25 @@ class Loader {
     return d;
   }
 
+  // signer::ParseAlgorithm reads any case, as a= in mail may be; the file spells each name
+  // exactly, as it does every other value.
+  static util::Result<signer::Algorithm> ParseAlgorithmSetting(std::string_view v) {
+    util::Result<signer::Algorithm> a = signer::ParseAlgorithm(v);
+    if (a && signer::AlgorithmName(*a) == v) return *a;
+    if (v == "rsa-sha1")
+      return util::Err(util::ErrorCode::kInvalidArgument,
+                       "rsa-sha1 is obsolete (RFC 8301): use " +
+                           Quote(signer::AlgorithmName(signer::Algorithm::kRsaSha256)));
+    std::string message = "unknown algorithm: use " + OneOf(kAlgorithmNames);
+    std::string_view close = internal::ClosestMatch(v, kAlgorithmNames);
+    if (!close.empty()) message += " (did you mean " + Quote(close) + "?)";
+    return util::Err(util::ErrorCode::kInvalidArgument, message);
+  }
+
   void LoadAlgorithms(const Setting& g, DomainConfig& d) {
-    std::vector<std::string> algorithms;
-    const Setting* list = ReadStringList(
-        g, "algorithms", algorithms, [](std::string_view v) -> util::Result<std::string> {
-          if (std::find(kAlgorithms.begin(), kAlgorithms.end(), v) != kAlgorithms.end())
-            return std::string(v);
-          if (v == "rsa-sha1")
-            return util::Err(util::ErrorCode::kInvalidArgument,
-                             "rsa-sha1 is obsolete (RFC 8301): use \"rsa-sha256\"");
-          std::string message = "unknown algorithm: use " + OneOf(kAlgorithms);
-          std::string_view close = internal::ClosestMatch(v, kAlgorithms);
-          if (!close.empty()) message += " (did you mean " + Quote(close) + "?)";
-          return util::Err(util::ErrorCode::kInvalidArgument, message);
-        });
+    std::vector<signer::Algorithm> algorithms;
+    const Setting* list = ReadStringList<signer::Algorithm>(g, "algorithms", algorithms,
+                                                            ParseAlgorithmSetting);
     if (list == nullptr) return;
     for (int i = 0; i < list->getLength(); ++i) {
       const Setting& e = (*list)[i];
@@ -492,36 +506,39 @@ class Loader {
   void CheckSelectorFormat(const Setting& g, DomainConfig& d) {
     const Setting* format_setting = Find(g, "selector_format", Kind::kString);
     if (g.exists("selector_format") && format_setting == nullptr) return;  // reported
-    std::string format = format_setting != nullptr ? format_setting->c_str() : d.selector_format;
+    const std::string text =
+        format_setting != nullptr ? format_setting->c_str() : d.selector_format.text();
     auto report = [&](std::string_view message) {
       if (format_setting != nullptr) Error(*format_setting, message);
-      else GroupError(g, "default selector_format " + Quote(format) + ": " + std::string(message));
+      else GroupError(g, "default selector_format " + Quote(text) + ": " + std::string(message));
     };
-    util::Result<internal::SelectorFormatInfo> info = internal::ParseSelectorFormat(format);
-    if (!info) return report(info.error().message);
-    d.selector_format = format;
-    if (info->has_stream && d.stream.empty()) {
+    util::Result<signer::SelectorFormat> format = signer::SelectorFormat::Parse(text);
+    if (!format) return report(format.error().message);
+    d.selector_format = *format;
+    if (format->has_stream() && d.stream.empty()) {
       if (g.exists("stream")) return;  // reported as invalid
       return report("it uses {stream}, but this entry has no stream: add stream = \"mta1\"; (a "
                     "short name for this server or mail stream)");
     }
-    if (!info->has_alg && d.algorithms.size() > 1)
+    if (!format->has_alg() && d.algorithms.size() > 1)
       return report("it has no {alg}, but " + std::to_string(d.algorithms.size()) +
                     " algorithms sign, so their selectors would collide: add {alg}");
     if (d.domain.empty()) return;
-    for (const std::string& algorithm : d.algorithms) {
-      internal::SelectorValues values;
+    // The rotation engine names keys with the same Expand(); these sample values stand for its
+    // long selectors (two-digit month and day, a three-digit {n}).
+    for (signer::Algorithm algorithm : d.algorithms) {
+      signer::SelectorValues values;
       values.stream = d.stream;
       values.algorithm = algorithm;
       values.bits = d.bits;
-      values.yyyymmdd = "20260131";
+      values.date = std::chrono::year{2026} / std::chrono::January / std::chrono::day{31};
       values.n = 999;
-      std::string selector = internal::ExpandSelector(format, values);
+      std::string selector = format->Expand(values);
       util::Status st = internal::CheckSelector(selector, d.domain);
       if (st) continue;
       // With the default format, the stream is what the user wrote that made it too long.
       if (format_setting == nullptr && g.exists("stream"))
-        return Error(g["stream"], "with the default selector_format " + Quote(format) + ", " +
+        return Error(g["stream"], "with the default selector_format " + Quote(text) + ", " +
                                       st.error().message);
       return report(st.error().message);
     }

@@ -15,8 +15,8 @@ std::string Setting(const DomainConfig& d, std::string_view name, std::string_vi
 
 std::string Quoted(seconds d) { return "\"" + FormatDuration(d) + "\""; }
 
-bool Has(const std::vector<std::string>& v, std::string_view s) {
-  return std::find(v.begin(), v.end(), s) != v.end();
+bool Has(const std::vector<signer::Algorithm>& v, signer::Algorithm a) {
+  return std::find(v.begin(), v.end(), a) != v.end();
 }
 
 void CheckDomain(const DomainConfig& d, std::vector<std::string>& out) {
@@ -36,7 +36,7 @@ void CheckDomain(const DomainConfig& d, std::vector<std::string>& out) {
     out.push_back(Setting(d, "grace", Quoted(d.grace)) +
                   " is over 30 days: a retired key stays usable for forgeries longer than "
                   "needed; M3AAWG keeps retired keys in DNS 7 to 30 days");
-  if (Has(d.algorithms, "rsa-sha256")) {
+  if (Has(d.algorithms, signer::Algorithm::kRsaSha256)) {
     if (d.bits < 2048)
       out.push_back(Setting(d, "bits", std::to_string(d.bits)) +
                     ": RSA keys under 2048 bits are being phased out (RFC 8301: signers "
@@ -65,9 +65,9 @@ std::vector<std::string> CheckPractices(const Config& config) {
     out.push_back("dns.min_propagation = " + Quoted(config.dns.min_propagation) +
                   " with check_authoritative = false: a new key may sign before receivers' "
                   "resolvers can see it; wait at least \"1h\", or set check_authoritative = true");
-  for (const std::string& cidr : config.signing.internal_hosts) {
-    if (cidr.ends_with("/0"))
-      out.push_back("signing.internal_hosts contains \"" + cidr +
+  for (const util::Cidr& cidr : config.signing.internal_hosts) {
+    if (cidr.prefix() == 0)
+      out.push_back("signing.internal_hosts contains \"" + cidr.ToString() +
                     "\": every client counts as internal, so mail from anyone is signed; list "
                     "your own networks");
   }

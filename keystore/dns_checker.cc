@@ -281,7 +281,7 @@ void CheckAuthoritative(AresChannel& resolver, const DnsCheckOptions& options,
   std::vector<std::string> names{result->record_name};
   names.insert(names.end(), result->cnames.begin(), result->cnames.end());
   std::map<std::string, Zone> zones;  // by the name they were found for
-  std::map<std::string, std::vector<internal::ServerAddress>> addresses;  // by NS name
+  std::map<std::string, std::vector<util::ServerAddress>> addresses;  // by NS name
   std::vector<std::string> failures;
   for (const auto& name : names) {
     Zone zone = FindZone(resolver, name, deadline);
@@ -318,7 +318,7 @@ void CheckAuthoritative(AresChannel& resolver, const DnsCheckOptions& options,
     internal::AnswerChain chain =
         internal::FollowAnswer(q.response, ns, static_cast<uint16_t>(address_keys[i].second));
     for (const auto* rr : chain.records)
-      if (auto a = internal::ServerAddressFromIp(rr->address, options.authoritative_port))
+      if (auto a = util::ServerAddress::Parse(rr->address, options.authoritative_port))
         addresses[ns].push_back(*a);
   }
 
@@ -438,10 +438,7 @@ util::Result<std::unique_ptr<DnsChecker>> DnsChecker::Create(DnsCheckOptions opt
   if (options.timeout.count() < 1)
     return util::Err(util::ErrorCode::kInvalidArgument, "DNS timeout must be positive");
   AresChannel::Options channel;
-  for (const auto& text : options.resolvers) {
-    ASSIGN_OR_RETURN(auto address, internal::ParseServerAddress(text, 53));
-    channel.servers.push_back(address);
-  }
+  channel.servers = options.resolvers;
   channel.tries = options.tries;
   channel.try_timeout = options.timeout / options.tries;
   ASSIGN_OR_RETURN(auto resolver, AresChannel::Create(channel));

@@ -16,6 +16,7 @@
 #include "keystore/key_record.h"
 #include "signer/algorithm.h"
 #include "util/result.h"
+#include "util/server_address.h"
 
 namespace dkimrotor::keystore {
 
@@ -24,8 +25,8 @@ class AresChannel;
 }  // namespace internal
 
 struct DnsCheckOptions {
-  // "IP", "IP:PORT" or "[IPv6]:PORT"; empty uses the system's /etc/resolv.conf.
-  std::vector<std::string> resolvers;
+  // Empty uses the system's /etc/resolv.conf.
+  std::vector<util::ServerAddress> resolvers;
   // Once the resolvers serve the expected record, also ask every authoritative server of the
   // zone of each name on its CNAME chain (found through the resolvers) and require each of them
   // to serve the same: publication is then complete everywhere, not only where we looked.
@@ -86,7 +87,7 @@ struct DnsCheckResult {
 
 class DnsChecker {
  public:
-  // Fails on an unparsable resolver address or when c-ares cannot start.
+  // Fails on a timeout that is not positive or when c-ares cannot start.
   static util::Result<std::unique_ptr<DnsChecker>> Create(DnsCheckOptions options);
   ~DnsChecker();
 

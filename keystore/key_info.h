@@ -1,5 +1,7 @@
 // One key's record in the keystore: identity, life-cycle state and the time of each transition.
-// Plain value; safe to share read-only between threads.
+// Plain value; safe to share read-only between threads. The algorithm is typed: it is spelled
+// only where it leaves the process (state file, output, k= in DNS), by signer::AlgorithmName
+// or KeyTypeName.
 //
 // States (a key only ever moves forward along this list, or from active/ready/pending straight to
 // revoked in an emergency):
@@ -16,6 +18,7 @@
 #include <string>
 #include <string_view>
 
+#include "signer/algorithm.h"
 #include "util/result.h"
 
 namespace dkimrotor::keystore {
@@ -31,7 +34,7 @@ util::Result<KeyState> ParseKeyState(std::string_view name);
 struct KeyInfo {
   std::string domain;
   std::string selector;
-  std::string algorithm;  // "rsa-sha256" or "ed25519-sha256"
+  signer::Algorithm algorithm = signer::Algorithm::kRsaSha256;
   int bits = 0;
   KeyState state = KeyState::kPending;
   TimePoint created{};

@@ -20,10 +20,6 @@ util::Status EnsureFolder(const std::string& path) {
   return util::Err(util::ErrorCode::kIo, "cannot create folder " + path + ": " + std::strerror(errno));
 }
 
-util::Result<signer::Algorithm> AlgorithmOf(const KeyInfo& key) {
-  return signer::ParseAlgorithm(key.algorithm);
-}
-
 }  // namespace
 
 KeystoreWorld::KeystoreWorld(KeystoreWorldOptions options) : options_(std::move(options)) {}
@@ -34,8 +30,7 @@ TimePoint KeystoreWorld::Now() {
 }
 
 util::Result<std::shared_ptr<const signer::PrivateKey>> KeystoreWorld::CreateKey(const KeyInfo& key) {
-  ASSIGN_OR_RETURN(signer::Algorithm algorithm, AlgorithmOf(key));
-  ASSIGN_OR_RETURN(auto generated, signer::PrivateKey::Generate(algorithm, key.bits));
+  ASSIGN_OR_RETURN(auto generated, signer::PrivateKey::Generate(key.algorithm, key.bits));
   ASSIGN_OR_RETURN(std::string pem, generated->ToPem());
   RETURN_IF_ERROR(EnsureFolder(options_.directory));
   RETURN_IF_ERROR(EnsureFolder(options_.directory + "/keys"));
@@ -83,12 +78,7 @@ DnsObservation KeystoreWorld::CheckDns(const KeyInfo& key, bool expect_revoked, 
     }
     dns_ = std::move(*checker);
   }
-  auto algorithm = AlgorithmOf(key);
-  if (!algorithm) {
-    *detail = algorithm.error().message;
-    return DnsObservation::kTemporaryFailure;
-  }
-  DnsCheckResult r = dns_->Check(key.domain, key.selector, *algorithm, expect_revoked ? "" : key.public_key);
+  DnsCheckResult r = dns_->Check(key.domain, key.selector, key.algorithm, expect_revoked ? "" : key.public_key);
   *detail = r.detail;
   switch (r.verdict) {
     case DnsVerdict::kMatches: return r.as_expected ? DnsObservation::kMatches : DnsObservation::kWrong;

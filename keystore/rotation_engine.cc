@@ -1,7 +1,6 @@
 #include "keystore/rotation_engine.h"
 
 #include <algorithm>
-#include <ctime>
 #include <functional>
 
 #include "signer/signing_key.h"
@@ -23,25 +22,10 @@ KeyInfo* Find(std::vector<KeyInfo>& keys, const std::string& domain, const std::
   return nullptr;
 }
 
-std::string Strftime(TimePoint t, const char* format) {
-  std::time_t tt = static_cast<std::time_t>(ToUnix(t));
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, format, &tm);
-  return buf;
-}
-
-void ReplaceAll(std::string& s, std::string_view from, std::string_view to) {
-  for (size_t pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size()))
-    s.replace(pos, from.size(), to);
-}
-
 }  // namespace
 
 std::string KeyRecordValue(const KeyInfo& key) {
-  return std::string("v=DKIM1; k=") + (key.algorithm == "ed25519-sha256" ? "ed25519" : "rsa") +
-         "; p=" + key.public_key;
+  return "v=DKIM1; k=" + std::string(signer::KeyTypeName(key.algorithm)) + "; p=" + key.public_key;
 }
 
 std::string RevokedRecordValue() { return "v=DKIM1; p="; }
@@ -97,18 +81,15 @@ void RotationEngine::Transition(KeyInfo& key, KeyState to, TimePoint now) {
 }
 
 std::string RotationEngine::NewSelector(const StreamPolicy& p, TimePoint now) const {
-  const bool rsa = p.algorithm == "rsa-sha256";
-  int n = 1;
+  signer::SelectorValues values;
+  values.stream = p.stream;
+  values.algorithm = p.algorithm;
+  values.bits = p.bits;
+  values.date = std::chrono::year_month_day{std::chrono::floor<std::chrono::days>(now)};  // UTC
+  values.n = 1;
   for (const auto& k : keys_)
-    if (SameStream(k, p)) ++n;
-  std::string s = p.selector_format;
-  ReplaceAll(s, "{stream}", p.stream);
-  ReplaceAll(s, "{yyyymmdd}", Strftime(now, "%Y%m%d"));
-  ReplaceAll(s, "{yyyymm}", Strftime(now, "%Y%m"));
-  ReplaceAll(s, "{alg}", rsa ? "rsa" : "ed25519");
-  ReplaceAll(s, "{bits}", rsa ? std::to_string(p.bits) : "");
-  ReplaceAll(s, "{n}", std::to_string(n));
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (SameStream(k, p)) ++values.n;
+  const std::string s = p.selector_format.Expand(values);
   // Never reuse a selector, not even a revoked one: add -2, -3, ... on a collision.
   std::string candidate = s;
   for (int suffix = 2;; ++suffix) {
@@ -125,7 +106,7 @@ util::Status RotationEngine::Generate(const StreamPolicy& p, TimePoint now) {
   k.selector = NewSelector(p, now);
   RETURN_IF_ERROR(signer::ValidateDnsName(k.selector, "generated selector"));
   k.algorithm = p.algorithm;
-  k.bits = p.algorithm == "rsa-sha256" ? p.bits : 256;
+  k.bits = p.algorithm == signer::Algorithm::kRsaSha256 ? p.bits : 256;
   k.state = KeyState::kPending;
   k.created = now;
   k.state_since = now;
@@ -137,7 +118,7 @@ util::Status RotationEngine::Generate(const StreamPolicy& p, TimePoint now) {
   next.push_back(k);
   RETURN_IF_ERROR(Commit(std::move(next)));
   loaded_[k.domain + "/" + k.selector] = std::move(key);
-  world_->Log(LogLevel::kInfo, "generated " + k.algorithm + " key " + k.selector + "._domainkey." +
+  world_->Log(LogLevel::kInfo, "generated " + std::string(signer::AlgorithmName(k.algorithm)) + " key " + k.selector + "._domainkey." +
                                    k.domain + " (pending: waiting for DNS)");
   return util::Ok();
 }
@@ -190,7 +171,7 @@ util::Status RotationEngine::Rotate(const std::string& domain) {
 
 util::Status RotationEngine::StepStream(const StreamPolicy& p, TimePoint now, bool force_rotation,
                                         bool* changed) {
-  const std::string stream_name = p.domain + " " + p.algorithm;
+  const std::string stream_name = p.domain + " " + std::string(signer::AlgorithmName(p.algorithm));
   // 1. Keep active_keys + prepublish keys on their way or in service.
   int live = 0;
   for (const auto& k : keys_) live += (SameStream(k, p) && IsLive(k.state)) ? 1 : 0;

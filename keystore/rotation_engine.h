@@ -18,8 +18,10 @@
 
 #include "keystore/key_info.h"
 #include "keystore/signing_snapshot.h"
+#include "signer/algorithm.h"
 #include "signer/canonicalization.h"
 #include "signer/private_key.h"
+#include "signer/selector_format.h"
 #include "util/result.h"
 
 namespace dkimrotor::keystore {
@@ -28,13 +30,13 @@ namespace dkimrotor::keystore {
 struct StreamPolicy {
   std::string domain;
   std::string stream;              // the {stream} of the selector format, e.g. "mta1"
-  std::string algorithm;           // "rsa-sha256" or "ed25519-sha256"
+  signer::Algorithm algorithm = signer::Algorithm::kRsaSha256;
   int bits = 2048;                 // RSA only
   int active_keys = 2;             // 1..3, used round-robin
   std::chrono::seconds key_lifetime{120 * 86400};
   int prepublish = 1;              // verified spare keys kept ready
   std::chrono::seconds grace{14 * 86400};
-  std::string selector_format = "{stream}-{yyyymmdd}-{alg}{bits}";
+  signer::SelectorFormat selector_format;  // "{stream}-{yyyymmdd}-{alg}{bits}"
 };
 
 struct RotationOptions {

@@ -52,7 +52,7 @@ std::string StateToJson(const std::vector<KeyInfo>& keys) {
     json j;
     j["domain"] = k.domain;
     j["selector"] = k.selector;
-    j["algorithm"] = k.algorithm;
+    j["algorithm"] = std::string(signer::AlgorithmName(k.algorithm));
     j["bits"] = k.bits;
     j["state"] = std::string(KeyStateName(k.state));
     j["created"] = ToUnix(k.created);
@@ -89,7 +89,10 @@ util::Result<std::vector<KeyInfo>> StateFromJson(const std::string& text, const 
       KeyInfo k;
       k.domain = j.at("domain").get<std::string>();
       k.selector = j.at("selector").get<std::string>();
-      k.algorithm = j.at("algorithm").get<std::string>();
+      auto algorithm = signer::ParseAlgorithm(j.at("algorithm").get<std::string>());
+      if (!algorithm) return fail("key " + k.selector + "._domainkey." + k.domain + ": " +
+                                  algorithm.error().message);
+      k.algorithm = *algorithm;
       k.bits = j.at("bits").get<int>();
       auto state = ParseKeyState(j.at("state").get<std::string>());
       if (!state) return fail(state.error().message);

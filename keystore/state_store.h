@@ -2,7 +2,9 @@
 // state and transition times. Saved crash-safely before a change takes effect anywhere.
 // A missing state file is an empty keystore only if the folder holds no key files; a corrupt
 // or unreadable one is an error, never "repaired" by starting afresh, which would orphan
-// selectors already published in DNS.
+// selectors already published in DNS. Algorithms are stored by their DKIM names
+// ("rsa-sha256", signer::AlgorithmName) and read back with signer::ParseAlgorithm; an unknown
+// name makes the file unreadable.
 // Stateless functions; callers serialize access (one rotation engine per keystore, by lock).
 #pragma once
 

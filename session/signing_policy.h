@@ -1,24 +1,23 @@
 // Decides whether a message may be signed at all: only mail from internal networks (CIDR,
 // IPv4 and IPv6) or from SMTP-AUTH sessions, never mail arriving from the internet.
-// Immutable after creation; safe from any thread.
+// Owns its copy of the networks. Immutable after creation; safe from any thread.
 #pragma once
 
 #include <sys/socket.h>
 
-#include <array>
-#include <cstdint>
-#include <string>
 #include <string_view>
 #include <vector>
 
+#include "util/cidr.h"
 #include "util/result.h"
 
 namespace dkimrotor::session {
 
 class SigningPolicy {
  public:
-  // `networks` as "ADDRESS/PREFIX" (IPv4 or IPv6).
-  static util::Result<SigningPolicy> Create(const std::vector<std::string>& networks,
+  // The networks come parsed (util::Cidr), so nothing can fail today; the Result stays so that
+  // callers keep one shape should a check be added.
+  static util::Result<SigningPolicy> Create(std::vector<util::Cidr> networks,
                                             bool sign_authenticated);
 
   // `client` may be null (the MTA sent no address, e.g. a local submission through sendmail -bs
@@ -29,11 +28,7 @@ class SigningPolicy {
   }
 
  private:
-  struct Network {
-    std::array<uint8_t, 16> address{};  // IPv4 as an IPv4-mapped IPv6 address
-    int prefix = 0;                     // over the 128 bits
-  };
-  std::vector<Network> networks_;
+  std::vector<util::Cidr> networks_;
   bool sign_authenticated_ = true;
 };
 

@@ -5,8 +5,6 @@
 #include <sys/un.h>
 
 #include <algorithm>
-#include <array>
-#include <cstdint>
 
 namespace dkimrotor::conf::internal {
 namespace {
@@ -130,25 +128,6 @@ util::Status CheckInetSocket(std::string_view proto, std::string_view rest) {
   return util::Ok();
 }
 
-bool ParseAddress(std::string_view s, int& family, std::array<std::uint8_t, 16>& bytes) {
-  std::string z(s);
-  if (s.size() < INET6_ADDRSTRLEN && ::inet_pton(AF_INET, z.c_str(), bytes.data()) == 1) {
-    family = AF_INET;
-    return true;
-  }
-  if (s.size() < INET6_ADDRSTRLEN && ::inet_pton(AF_INET6, z.c_str(), bytes.data()) == 1) {
-    family = AF_INET6;
-    return true;
-  }
-  return false;
-}
-
-std::string FormatAddress(int family, const std::array<std::uint8_t, 16>& bytes) {
-  char buf[INET6_ADDRSTRLEN] = {};
-  ::inet_ntop(family, bytes.data(), buf, sizeof buf);
-  return buf;
-}
-
 }  // namespace
 
 util::Status CheckMilterSocket(std::string_view spec) {
@@ -177,90 +156,6 @@ util::Status CheckMilterSocket(std::string_view spec) {
   return Invalid("unknown protocol '" + std::string(proto) + "': " + std::string(kSocketForms));
 }
 
-util::Result<std::string> NormalizeCidr(std::string_view text) {
-  size_t slash = text.find('/');
-  std::string_view addr = text.substr(0, slash);
-  int family = 0;
-  std::array<std::uint8_t, 16> bytes{};
-  if (!ParseAddress(addr, family, bytes)) {
-    std::string why;
-    if (IsHostName(addr, why) && !AllDigits(addr.substr(0, 1)))
-      return Invalid("'" + std::string(addr) +
-                     "' is a host name; write a network as ADDRESS/PREFIX, e.g. 192.0.2.0/24");
-    return Invalid("'" + std::string(addr) +
-                   "' is not an IPv4 or IPv6 address; write ADDRESS/PREFIX, e.g. 192.0.2.0/24 "
-                   "or 2001:db8::/32");
-  }
-  unsigned max_prefix = family == AF_INET ? 32 : 128;
-  unsigned prefix = max_prefix;
-  if (slash != std::string_view::npos) {
-    std::string_view p = text.substr(slash + 1);
-    if (!ParseNumber(p, 0, max_prefix, prefix))
-      return Invalid("prefix length '" + std::string(p) + "' must be a number from 0 to " +
-                     std::to_string(max_prefix) + " for an " +
-                     (family == AF_INET ? "IPv4" : "IPv6") + " address");
-  }
-  std::array<std::uint8_t, 16> network = bytes;
-  unsigned nbytes = max_prefix / 8;
-  for (unsigned i = 0; i < nbytes; ++i) {
-    unsigned first_bit = i * 8;
-    if (first_bit >= prefix) network[i] = 0;
-    else if (first_bit + 8 > prefix)
-      network[i] = static_cast<std::uint8_t>(network[i] & (0xFFu << (8 - (prefix - first_bit))));
-  }
-  std::string canonical = FormatAddress(family, network) + "/" + std::to_string(prefix);
-  if (network != bytes)
-    return Invalid("the address has bits set beyond the /" + std::to_string(prefix) +
-                   " prefix: did you mean " + canonical + "?");
-  return canonical;
-}
-
-util::Status CheckResolver(std::string_view text) {
-  constexpr std::string_view kForms =
-      "write an address: \"IP\", \"IPv4:PORT\" or \"[IPv6]:PORT\" (e.g. \"127.0.0.1:5353\", "
-      "\"[::1]:53\")";
-  if (text.empty()) return Invalid(std::string("it is empty; ") + std::string(kForms));
-  std::string_view host = text;
-  std::string_view port;
-  bool has_port = false;
-  if (text.front() == '[') {
-    size_t close = text.find(']');
-    if (close == std::string_view::npos) return Invalid("'[' lacks its closing ']'");
-    host = text.substr(1, close - 1);
-    std::string_view after = text.substr(close + 1);
-    if (!after.empty()) {
-      if (after.front() != ':') return Invalid(std::string(kForms));
-      port = after.substr(1);
-      has_port = true;
-    }
-    if (!IsIpv6(host)) {
-      if (IsIpv4(host))
-        return Invalid("brackets are for IPv6 addresses: write " + std::string(host) +
-                       (has_port ? ":" + std::string(port) : ""));
-      return Invalid("'" + std::string(host) + "' is not an IPv6 address");
-    }
-  } else if (IsIpv4(text) || IsIpv6(text)) {
-    return util::Ok();
-  } else {
-    size_t colon = text.rfind(':');
-    if (colon != std::string_view::npos && IsIpv4(text.substr(0, colon))) {
-      host = text.substr(0, colon);
-      port = text.substr(colon + 1);
-      has_port = true;
-    } else {
-      if (text.find(':') != text.rfind(':'))
-        return Invalid("not an IPv6 address; with a port, write it as [IPv6]:PORT");
-      return Invalid("'" + std::string(text.substr(0, colon)) +
-                     "' is not an IP address (resolvers are addresses, not names); " +
-                     std::string(kForms));
-    }
-  }
-  unsigned port_number = 0;
-  if (has_port && !ParseNumber(port, 1, 65535, port_number))
-    return Invalid("port '" + std::string(port) + "' is not a number from 1 to 65535");
-  return util::Ok();
-}
-
 util::Result<std::string> NormalizeDomainName(std::string_view text) {
   if (!text.empty() && text.back() == '.')
     return Invalid("write it without the trailing dot: \"" +
@@ -280,66 +175,6 @@ util::Status CheckStream(std::string_view stream) {
                      "letters, digits, '-' and '.'");
   }
   return util::Ok();
-}
-
-util::Result<SelectorFormatInfo> ParseSelectorFormat(std::string_view format) {
-  constexpr std::string_view kPlaceholders = "{stream}, {yyyymmdd}, {yyyymm}, {alg}, {bits} or {n}";
-  if (format.empty())
-    return Invalid("it is empty; e.g. \"{stream}-{yyyymmdd}-{alg}{bits}\"");
-  SelectorFormatInfo info;
-  for (size_t i = 0; i < format.size(); ++i) {
-    char c = format[i];
-    if (c == '{') {
-      size_t close = format.find('}', i);
-      if (close == std::string_view::npos)
-        return Invalid("'{' at position " + std::to_string(i + 1) + " is not closed");
-      std::string_view name = format.substr(i + 1, close - i - 1);
-      if (name == "stream") info.has_stream = true;
-      else if (name == "yyyymmdd" || name == "yyyymm") info.has_date = true;
-      else if (name == "n") info.has_n = true;
-      else if (name == "alg") info.has_alg = true;
-      else if (name == "bits") info.has_bits = true;
-      else
-        return Invalid("unknown placeholder {" + std::string(name) + "}: use " +
-                       std::string(kPlaceholders));
-      i = close;
-    } else if (c == '}') {
-      return Invalid("'}' at position " + std::to_string(i + 1) + " has no matching '{'");
-    } else if (!IsLdh(c) && c != '.') {
-      return Invalid(std::string("'") + c +
-                     "' is not allowed in a selector: use letters, digits, '-', '.' and " +
-                     std::string(kPlaceholders));
-    }
-  }
-  if (!info.has_date && !info.has_n)
-    return Invalid("it has no {yyyymmdd}, {yyyymm} or {n}, so every new key would get the same "
-                   "selector; selectors must never be reused: add {yyyymmdd}");
-  return info;
-}
-
-std::string ExpandSelector(std::string_view format, const SelectorValues& values) {
-  std::string out;
-  for (size_t i = 0; i < format.size(); ++i) {
-    if (format[i] != '{') {
-      out += format[i];
-      continue;
-    }
-    size_t close = format.find('}', i);
-    if (close == std::string_view::npos) {
-      out += format.substr(i);
-      break;
-    }
-    std::string_view name = format.substr(i + 1, close - i - 1);
-    bool rsa = values.algorithm == "rsa-sha256";
-    if (name == "stream") out += values.stream;
-    else if (name == "yyyymmdd") out += values.yyyymmdd;
-    else if (name == "yyyymm") out += values.yyyymmdd.substr(0, 6);
-    else if (name == "alg") out += rsa ? "rsa" : "ed25519";
-    else if (name == "bits" && rsa) out += std::to_string(values.bits);
-    else if (name == "n") out += std::to_string(values.n);
-    i = close;
-  }
-  return out;
 }
 
 util::Status CheckSelector(std::string_view selector, std::string_view domain) {

@@ -1,5 +1,7 @@
 // Syntax checks for the values of single settings, used by the loader. Each error message says
 // what is wrong and the fix, and reads well after the loader's "FILE:LINE: PATH = VALUE: ".
+// Values with a type of their own are parsed by that type instead (util::Cidr,
+// util::ServerAddress, signer::SelectorFormat, signer::ParseAlgorithm, ...).
 // Stateless; safe from any thread.
 #pragma once
 
@@ -15,41 +17,11 @@ namespace dkimrotor::conf::internal {
 // HOST is an address of the right family (bracketed or not) or a host name.
 util::Status CheckMilterSocket(std::string_view spec);
 
-// "ADDRESS/PREFIX" (IPv4 or IPv6) with the host bits clear, or a bare address; returns the
-// canonical text with the prefix ("::1" -> "::1/128", "10.0.0.0/8" stays).
-util::Result<std::string> NormalizeCidr(std::string_view text);
-
-// "IP", "IPv4:PORT", "[IPv6]:PORT" or "[IPv6]"; a bare IPv6 address also passes.
-util::Status CheckResolver(std::string_view text);
-
 // A fully qualified domain name of LDH labels; returns it lowercase.
 util::Result<std::string> NormalizeDomainName(std::string_view text);
 
 // Letters, digits, '-' and '.', as it becomes part of a selector.
 util::Status CheckStream(std::string_view stream);
-
-struct SelectorFormatInfo {
-  bool has_stream = false;
-  bool has_date = false;  // {yyyymmdd} or {yyyymm}
-  bool has_n = false;
-  bool has_alg = false;
-  bool has_bits = false;
-};
-
-// Letters, digits, '-', '.' and the placeholders {stream} {yyyymmdd} {yyyymm} {alg} {bits}
-// {n}; must hold a date or {n}, so a selector is never reused.
-util::Result<SelectorFormatInfo> ParseSelectorFormat(std::string_view format);
-
-// Fills in a format ParseSelectorFormat accepted. {alg} becomes "rsa" or "ed25519", {bits} the
-// RSA size or nothing for ed25519.
-struct SelectorValues {
-  std::string stream;
-  std::string algorithm;  // "rsa-sha256" or "ed25519-sha256"
-  int bits = 0;
-  std::string yyyymmdd;
-  unsigned n = 0;
-};
-std::string ExpandSelector(std::string_view format, const SelectorValues& values);
 
 // A selector as DNS needs it: dot-separated labels of 1..63 characters that neither start nor
 // end with '-', and with "._domainkey.DOMAIN" no longer than 253 characters.

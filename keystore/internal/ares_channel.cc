@@ -5,8 +5,6 @@
 #include <poll.h>
 
 #include <algorithm>
-#include <charconv>
-#include <cstring>
 #include <mutex>
 
 namespace dkimrotor::keystore::internal {
@@ -38,71 +36,6 @@ void OnAnswer(void* arg, int status, int /*timeouts*/, unsigned char* abuf, int 
 
 }  // namespace
 
-std::string ServerAddress::ToString() const {
-  char buf[INET6_ADDRSTRLEN] = {};
-  if (family == AF_INET6) {
-    inet_ntop(AF_INET6, &addr6, buf, sizeof(buf));
-    return "[" + std::string(buf) + "]:" + std::to_string(port);
-  }
-  inet_ntop(AF_INET, &addr4, buf, sizeof(buf));
-  return std::string(buf) + ":" + std::to_string(port);
-}
-
-util::Result<ServerAddress> ServerAddressFromIp(std::string_view ip, uint16_t port) {
-  ServerAddress out;
-  out.port = port;
-  std::string text(ip);
-  if (inet_pton(AF_INET, text.c_str(), &out.addr4) == 1) {
-    out.family = AF_INET;
-    return out;
-  }
-  if (inet_pton(AF_INET6, text.c_str(), &out.addr6) == 1) {
-    out.family = AF_INET6;
-    return out;
-  }
-  return util::Err(ErrorCode::kInvalidArgument,
-                   "'" + text +
-                       "' is not an IPv4 or IPv6 address: write the resolver as IP, "
-                       "IP:PORT or [IPv6]:PORT");
-}
-
-util::Result<ServerAddress> ParseServerAddress(std::string_view text, uint16_t default_port) {
-  auto bad = [&](std::string why) {
-    return util::Err(ErrorCode::kInvalidArgument, "DNS server '" + std::string(text) + "': " + why +
-                                                      "; write it as IP, IP:PORT or [IPv6]:PORT");
-  };
-  std::string_view host = text;
-  std::string_view port_text;
-  if (text.starts_with('[')) {
-    size_t close = text.find(']');
-    if (close == std::string_view::npos) return bad("no closing ']'");
-    host = text.substr(1, close - 1);
-    std::string_view rest = text.substr(close + 1);
-    if (!rest.empty()) {
-      if (rest.front() != ':') return bad("expected ':PORT' after ']'");
-      port_text = rest.substr(1);
-      if (port_text.empty()) return bad("empty port");
-    }
-  } else if (std::count(text.begin(), text.end(), ':') == 1) {
-    size_t colon = text.find(':');
-    host = text.substr(0, colon);
-    port_text = text.substr(colon + 1);
-    if (port_text.empty()) return bad("empty port");
-  }
-  uint16_t port = default_port;
-  if (!port_text.empty()) {
-    unsigned value = 0;
-    auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), value);
-    if (ec != std::errc() || end != port_text.data() + port_text.size() || value == 0 ||
-        value > 65535)
-      return bad("port '" + std::string(port_text) + "' is not a number from 1 to 65535");
-    port = static_cast<uint16_t>(value);
-  }
-  auto address = ServerAddressFromIp(host, port);
-  if (!address) return bad("'" + std::string(host) + "' is not an IPv4 or IPv6 address");
-  return address;
-}
-
 namespace {
 
 util::Result<AresChannelPtr> InitChannel(const AresChannel::Options& options, bool check_rcode) {
@@ -124,13 +57,14 @@ util::Result<AresChannelPtr> InitChannel(const AresChannel::Options& options, bo
   if (options.servers.empty()) return channel;
   std::vector<ares_addr_port_node> nodes(options.servers.size());
   for (size_t i = 0; i < nodes.size(); ++i) {
-    const ServerAddress& s = options.servers[i];
+    const util::ServerAddress& s = options.servers[i];
     nodes[i].next = i + 1 < nodes.size() ? &nodes[i + 1] : nullptr;
     nodes[i].family = s.family;
-    if (s.family == AF_INET6)
-      std::memcpy(&nodes[i].addr.addr6, &s.addr6, sizeof(s.addr6));
-    else
-      nodes[i].addr.addr4 = s.addr4;
+    // s.ip is util::ServerAddress's canonical text, so this only converts it to bytes.
+    void* addr = s.family == AF_INET6 ? static_cast<void*>(&nodes[i].addr.addr6)
+                                      : static_cast<void*>(&nodes[i].addr.addr4);
+    if (inet_pton(s.family, s.ip.c_str(), addr) != 1)
+      return util::Err(ErrorCode::kInternal, "DNS server " + s.ToString() + " is no IP address");
     nodes[i].udp_port = s.port;
     nodes[i].tcp_port = s.port;
   }

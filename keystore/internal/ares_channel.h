@@ -17,27 +17,11 @@
 
 #include "util/openssl_ptr.h"
 #include "util/result.h"
+#include "util/server_address.h"
 
 namespace dkimrotor::keystore::internal {
 
 using AresChannelPtr = std::unique_ptr<ares_channeldata, util::CDeleter<&ares_destroy>>;
-
-// One DNS server: an IPv4 or IPv6 address and a port.
-struct ServerAddress {
-  int family = AF_INET;
-  in_addr addr4{};
-  in6_addr addr6{};
-  uint16_t port = 53;
-
-  std::string ToString() const;  // "192.0.2.1:53", "[2001:db8::1]:53"
-};
-
-// Accepts "IP", "IP:PORT" and "[IPv6]:PORT" (a bare IPv6 address too); `default_port` when the
-// text names none.
-util::Result<ServerAddress> ParseServerAddress(std::string_view text, uint16_t default_port = 53);
-
-// Parses a textual address from an A/AAAA record.
-util::Result<ServerAddress> ServerAddressFromIp(std::string_view ip, uint16_t port);
 
 // One query in flight; filled in by the channel's callback.
 struct PendingQuery {
@@ -49,7 +33,7 @@ struct PendingQuery {
 class AresChannel {
  public:
   struct Options {
-    std::vector<ServerAddress> servers;  // empty: the system's resolv.conf
+    std::vector<util::ServerAddress> servers;  // empty: the system's resolv.conf
     std::chrono::milliseconds try_timeout{1000};
     int tries = 2;
   };

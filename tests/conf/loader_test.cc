@@ -91,18 +91,21 @@ TEST(ParseConfig, FullExampleParsesToItsValues) {
   EXPECT_EQ(c.milter.socket_mode, 0600u);
   EXPECT_EQ(c.milter.stop_timeout, std::chrono::minutes(2));
 
-  EXPECT_EQ(c.signing.internal_hosts,
-            (std::vector<std::string>{"192.0.2.0/24", "2001:db8::/32", "198.51.100.7/32"}));
+  std::vector<std::string> hosts;
+  for (const auto& h : c.signing.internal_hosts) hosts.push_back(h.ToString());
+  EXPECT_EQ(hosts, (std::vector<std::string>{"192.0.2.0/24", "2001:db8::/32", "198.51.100.7/32"}));
   EXPECT_FALSE(c.signing.sign_authenticated);
-  EXPECT_EQ(c.signing.canonicalization, "relaxed/simple");
+  EXPECT_EQ(c.signing.canonicalization,
+            (signer::Canonicalization{signer::Canon::kRelaxed, signer::Canon::kSimple}));
   EXPECT_EQ(c.signing.headers, (std::vector<std::string>{"from", "subject", "list-*"}));
   EXPECT_TRUE(c.signing.oversign.empty());
   EXPECT_EQ(c.signing.signature_lifetime, seconds(7 * 86400));
 
   EXPECT_EQ(c.keystore.directory, "/srv/dkim");
 
-  EXPECT_EQ(c.dns.resolvers,
-            (std::vector<std::string>{"127.0.0.1:5353", "[::1]:53", "192.0.2.53"}));
+  std::vector<std::string> resolvers;
+  for (const auto& r : c.dns.resolvers) resolvers.push_back(r.ToString());
+  EXPECT_EQ(resolvers, (std::vector<std::string>{"127.0.0.1:5353", "[::1]:53", "192.0.2.53:53"}));
   EXPECT_FALSE(c.dns.check_authoritative);
   EXPECT_EQ(c.dns.min_propagation, seconds(7200));
   EXPECT_EQ(c.dns.poll, seconds(30));
@@ -116,13 +119,14 @@ TEST(ParseConfig, FullExampleParsesToItsValues) {
   const DomainConfig& d = c.domains[0];
   EXPECT_EQ(d.domain, "example.com");
   EXPECT_EQ(d.stream, "mta1");
-  EXPECT_EQ(d.algorithms, (std::vector<std::string>{"rsa-sha256", "ed25519-sha256"}));
+  EXPECT_EQ(d.algorithms, (std::vector<signer::Algorithm>{signer::Algorithm::kRsaSha256,
+                                                           signer::Algorithm::kEd25519Sha256}));
   EXPECT_EQ(d.bits, 3072);
   EXPECT_EQ(d.active_keys, 3);
   EXPECT_EQ(d.key_lifetime, seconds(90 * 86400));
   EXPECT_EQ(d.prepublish, 2);
   EXPECT_EQ(d.grace, seconds(21 * 86400));
-  EXPECT_EQ(d.selector_format, "{stream}-{yyyymm}-{alg}{bits}");
+  EXPECT_EQ(d.selector_format.text(), "{stream}-{yyyymm}-{alg}{bits}");
   EXPECT_EQ(d.publish_hook, "/usr/lib/dkimrotor/hooks/nsupdate");
   EXPECT_EQ(d.hook_timeout, seconds(60));
   EXPECT_TRUE(d.subdomains);
@@ -130,7 +134,7 @@ TEST(ParseConfig, FullExampleParsesToItsValues) {
   // An entry that sets little gets the defaults for the rest.
   DomainConfig expected;
   expected.domain = "example.org";
-  expected.selector_format = "k{n}";
+  expected.selector_format = signer::SelectorFormat::Parse("k{n}").value();
   EXPECT_EQ(c.domains[1], expected);
 }
 
@@ -262,6 +266,9 @@ TEST(ParseConfig, ValidatesEverySetting) {
       {"signing: { canonicalization = \"relaxed\"; };",
        "test.conf:1: signing.canonicalization = \"relaxed\": name both header and body "
        "canonicalization: \"relaxed/relaxed\"; \"relaxed/relaxed\" survives most relays"},
+      {"signing: { canonicalization = \"Relaxed/Relaxed\"; };",
+       "test.conf:1: signing.canonicalization = \"Relaxed/Relaxed\": must be \"relaxed/relaxed\", "
+       "\"relaxed/simple\", \"simple/relaxed\" or \"simple/simple\" (header/body)"},
       {"signing: { canonicalization = \"loose/loose\"; };",
        "test.conf:1: signing.canonicalization = \"loose/loose\": must be \"relaxed/relaxed\", "
        "\"relaxed/simple\", \"simple/relaxed\" or \"simple/simple\" (header/body)"},
@@ -302,6 +309,9 @@ TEST(ParseConfig, ValidatesEverySetting) {
       {DomainWith("algorithms = [\"rsa-sha1\"];"),
        "test.conf:3: domains.[0].algorithms.[0] = \"rsa-sha1\": rsa-sha1 is obsolete (RFC 8301): "
        "use \"rsa-sha256\""},
+      {DomainWith("algorithms = [\"RSA-SHA256\"];"),
+       "test.conf:3: domains.[0].algorithms.[0] = \"RSA-SHA256\": unknown algorithm: use "
+       "\"rsa-sha256\" or \"ed25519-sha256\" (did you mean \"rsa-sha256\"?)"},
       {DomainWith("algorithms = [\"ed25519\"];"),
        "test.conf:3: domains.[0].algorithms.[0] = \"ed25519\": unknown algorithm: use "
        "\"rsa-sha256\" or \"ed25519-sha256\" (did you mean \"ed25519-sha256\"?)"},

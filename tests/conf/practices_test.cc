@@ -36,7 +36,7 @@ TEST(CheckPractices, DefaultsFollowPractice) {
   EXPECT_TRUE(CheckPractices(Config{}).empty());
   EXPECT_TRUE(CheckPractices(WithDomain(Example())).empty());
   DomainConfig d = Example();
-  d.algorithms = {"rsa-sha256", "ed25519-sha256"};
+  d.algorithms = {signer::Algorithm::kRsaSha256, signer::Algorithm::kEd25519Sha256};
   d.key_lifetime = 183 * kDay;
   d.grace = 7 * kDay;
   d.bits = 3072;
@@ -89,7 +89,7 @@ TEST(CheckPractices, RsaKeySize) {
 
 TEST(CheckPractices, BitsDoNotMatterWithoutRsa) {
   DomainConfig d = Example();
-  d.algorithms = {"ed25519-sha256"};
+  d.algorithms = {signer::Algorithm::kEd25519Sha256};
   d.bits = 1024;
   std::string w = OnlyWarning(WithDomain(d));
   EXPECT_TRUE(StartsWith(w, "domain example.com: algorithms = [\"ed25519-sha256\"]: many receivers "
@@ -117,7 +117,8 @@ TEST(CheckPractices, ShortPropagationOnlyMattersWithoutAuthoritativeCheck) {
 
 TEST(CheckPractices, EveryClientInternal) {
   Config c;
-  c.signing.internal_hosts = {"127.0.0.1/32", "0.0.0.0/0"};
+  c.signing.internal_hosts = {util::Cidr::Parse("127.0.0.1/32").value(),
+                              util::Cidr::Parse("0.0.0.0/0").value()};
   std::string w = OnlyWarning(c);
   EXPECT_TRUE(StartsWith(w, "signing.internal_hosts contains \"0.0.0.0/0\"")) << w;
 }

@@ -295,7 +295,7 @@ util::Status KnotServer::WaitUntilServing() {
   // A zone is served once a name in it gets NXDOMAIN; before, Knot refuses or does not answer.
   // The checker's short timeout keeps the polling fast (kdig waits whole seconds).
   DnsCheckOptions probe_options;
-  probe_options.resolvers = {address()};
+  probe_options.resolvers = {server_address()};
   probe_options.timeout = std::chrono::milliseconds(100);
   probe_options.tries = 1;
   ASSIGN_OR_RETURN(auto probe, DnsChecker::Create(probe_options));
@@ -346,6 +346,10 @@ void KnotServer::Stop() {
 }
 
 std::string KnotServer::address() const { return options_.listen + ":" + std::to_string(port_); }
+
+util::ServerAddress KnotServer::server_address() const {
+  return util::ServerAddress::Parse(address(), 53).value();
+}
 
 std::string KnotServer::Log() const { return ReadText(dir_ + "/knotd.log"); }
 

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "util/result.h"
+#include "util/server_address.h"
 
 namespace dkimrotor::keystore::testing {
 
@@ -65,6 +66,7 @@ class KnotServer {
 
   uint16_t port() const { return port_; }
   std::string address() const;  // "127.0.0.1:PORT"
+  util::ServerAddress server_address() const;  // address(), parsed
   const std::string& listen() const { return options_.listen; }
   const std::string& dir() const { return dir_; }
   const std::string& tsig_algorithm() const { return tsig_algorithm_; }

@@ -119,7 +119,7 @@ StreamPolicy Policy(int active_keys) {
   StreamPolicy p;
   p.domain = "example.com";
   p.stream = "mta1";
-  p.algorithm = "ed25519-sha256";
+  p.algorithm = signer::Algorithm::kEd25519Sha256;
   p.active_keys = active_keys;
   p.key_lifetime = 120 * kDay;
   p.prepublish = 1;
@@ -208,6 +208,36 @@ TEST_P(RotationScheduleTest, TwoYearsKeepEveryInvariant) {
 
 INSTANTIATE_TEST_SUITE_P(ActiveKeysAndCrashes, RotationScheduleTest,
                          ::testing::Combine(::testing::Values(1, 2, 3), ::testing::Bool()));
+
+std::vector<std::string> SelectorsAfterFirstStep(RotationOptions options) {
+  FakeWorld world;
+  SnapshotHolder holder;
+  RotationEngine engine(std::move(options), {}, &world, &holder);
+  EXPECT_TRUE(engine.Start().has_value());
+  EXPECT_TRUE(engine.Step().has_value());
+  std::vector<std::string> out;
+  for (const auto& k : engine.Keys()) out.push_back(k.selector);
+  return out;
+}
+
+TEST(RotationEngine, NamesKeysWithTheSelectorFormat) {
+  // FakeWorld starts at 2027-01-15T08:00:00Z; 2 active keys and 1 spare make three keys.
+  auto options = Options(2);
+  options.streams[0].stream = "MTA1";
+  EXPECT_EQ(SelectorsAfterFirstStep(options),
+            (std::vector<std::string>{"mta1-20270115-ed25519", "mta1-20270115-ed25519-2",
+                                      "mta1-20270115-ed25519-3"}));
+  options.streams[0].selector_format = signer::SelectorFormat::Parse("k{yyyymm}.{n}").value();
+  EXPECT_EQ(SelectorsAfterFirstStep(options),
+            (std::vector<std::string>{"k202701.1", "k202701.2", "k202701.3"}));
+  options.streams[0].algorithm = signer::Algorithm::kRsaSha256;
+  options.streams[0].bits = 1024;
+  options.streams[0].selector_format =
+      signer::SelectorFormat::Parse("{alg}{bits}-{yyyymmdd}").value();
+  EXPECT_EQ(SelectorsAfterFirstStep(options),
+            (std::vector<std::string>{"rsa1024-20270115", "rsa1024-20270115-2",
+                                      "rsa1024-20270115-3"}));
+}
 
 TEST(RotationEngine, KeyWithWrongDnsRecordNeverSigns) {
   FakeWorld world;

@@ -46,13 +46,13 @@ class RotationIntegrationTest : public ::testing::Test {
     StreamPolicy p;
     p.domain = "example.test";
     p.stream = "mta1";
-    p.algorithm = "rsa-sha256";
+    p.algorithm = signer::Algorithm::kRsaSha256;
     p.bits = 1024;  // quick to generate; the size does not matter to the schedule
     p.active_keys = 1;
     p.prepublish = 1;
     p.key_lifetime = std::chrono::hours(2);
     p.grace = std::chrono::hours(1);
-    p.selector_format = "{stream}-{yyyymmdd}-{alg}{bits}";
+    p.selector_format = signer::SelectorFormat::Parse("{stream}-{yyyymmdd}-{alg}{bits}").value();
     return p;
   }
 
@@ -60,7 +60,7 @@ class RotationIntegrationTest : public ::testing::Test {
     KeystoreWorldOptions o;
     o.directory = dir_;
     o.hooks["example.test"] = HookConfig{hook, milliseconds(10000)};
-    o.dns.resolvers = {knot_->address()};
+    o.dns.resolvers = {knot_->server_address()};
     o.dns.check_authoritative = true;
     o.dns.authoritative_port = knot_->port();
     o.dns.authoritative_ipv6 = false;

@@ -24,7 +24,7 @@ class StateStoreTest : public ::testing::Test {
     KeyInfo k;
     k.domain = "example.com";
     k.selector = "mta1-20261122-rsa2048";
-    k.algorithm = "rsa-sha256";
+    k.algorithm = signer::Algorithm::kRsaSha256;
     k.bits = 2048;
     k.state = KeyState::kRetiring;
     k.created = FromUnix(1'800'000'000);
@@ -51,6 +51,34 @@ TEST_F(StateStoreTest, RoundTripsEveryField) {
   EXPECT_FALSE(std::filesystem::exists(StatePath(dir_) + ".tmp"));
   EXPECT_EQ(std::filesystem::status(StatePath(dir_)).permissions() & std::filesystem::perms::all,
             std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+}
+
+TEST_F(StateStoreTest, AlgorithmsAreStoredByTheirDkimNames) {
+  KeyInfo rsa = SampleKey();
+  KeyInfo ed = SampleKey();
+  ed.selector = "mta1-20261122-ed25519";
+  ed.algorithm = signer::Algorithm::kEd25519Sha256;
+  ed.bits = 256;
+  const std::string json = StateToJson({rsa, ed});
+  EXPECT_NE(json.find("\"algorithm\": \"rsa-sha256\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"algorithm\": \"ed25519-sha256\""), std::string::npos) << json;
+  auto loaded = StateFromJson(json, "test");
+  ASSERT_TRUE(loaded.has_value()) << loaded.error().message;
+  ASSERT_EQ(loaded->size(), 2u);
+  EXPECT_EQ(loaded->at(0).algorithm, signer::Algorithm::kRsaSha256);
+  EXPECT_EQ(loaded->at(1).algorithm, signer::Algorithm::kEd25519Sha256);
+}
+
+TEST_F(StateStoreTest, UnknownAlgorithmIsALoadError) {
+  std::string json = StateToJson({SampleKey()});
+  json.replace(json.find("rsa-sha256"), 10, "rsa-sha1");
+  auto loaded = StateFromJson(json, "state.json");
+  ASSERT_FALSE(loaded.has_value());
+  EXPECT_NE(loaded.error().message.find("key mta1-20261122-rsa2048._domainkey.example.com: "
+                                        "algorithm rsa-sha1 is obsolete"),
+            std::string::npos)
+      << loaded.error().message;
+  EXPECT_NE(loaded.error().message.find("restore it from a backup"), std::string::npos);
 }
 
 TEST_F(StateStoreTest, MissingStateInAnEmptyFolderIsAnEmptyKeystore) {

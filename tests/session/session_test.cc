@@ -41,7 +41,7 @@ class SessionTest : public ::testing::Test {
 
   static std::shared_ptr<Settings> MakeSettings() {
     auto s = std::make_shared<Settings>();
-    s->policy = SigningPolicy::Create({"10.0.0.0/8"}, /*sign_authenticated=*/true).value();
+    s->policy = SigningPolicy::Create({util::Cidr::Parse("10.0.0.0/8").value()}, /*sign_authenticated=*/true).value();
     s->domains = {{"example.com", false}, {"parent.org", true}, {"sub.parent.org", false}};
     return s;
   }
