@@ -23,6 +23,12 @@ KeyInfo* Find(std::vector<KeyInfo>& keys, const std::string& domain, const std::
   return nullptr;
 }
 
+const KeyInfo* Find(const std::vector<KeyInfo>& keys, const std::string& domain, const std::string& selector) {
+  for (const auto& k : keys)
+    if (k.domain == domain && k.selector == selector) return &k;
+  return nullptr;
+}
+
 std::string Strftime(TimePoint t, const char* format) {
   std::time_t tt = static_cast<std::time_t>(ToUnix(t));
   std::tm tm{};
@@ -51,12 +57,12 @@ RotationEngine::RotationEngine(RotationOptions options, std::vector<KeyInfo> key
     : options_(std::move(options)), world_(world), snapshots_(snapshots), keys_(std::move(keys)) {}
 
 std::vector<KeyInfo> RotationEngine::Keys() const {
-  std::lock_guard lock(mu_);
+  util::MutexLock lock(&mu_);
   return keys_;
 }
 
 util::Status RotationEngine::Start() {
-  for (const auto& k : keys_) {
+  for (const auto& k : keys()) {
     if (k.state != KeyState::kActive) continue;
     auto key = world_->LoadKey(k);
     if (!key) {
@@ -78,7 +84,7 @@ util::Status RotationEngine::Commit(std::vector<KeyInfo> next) {
     return st;
   }
   {
-    std::lock_guard lock(mu_);
+    util::MutexLock lock(&mu_);
     keys_ = std::move(next);
   }
   for (const auto& a : audits_) world_->Audit(a.key, a.from, a.to);
@@ -99,7 +105,7 @@ void RotationEngine::Transition(KeyInfo& key, KeyState to, TimePoint now) {
 std::string RotationEngine::NewSelector(const StreamPolicy& p, TimePoint now) const {
   const bool rsa = p.algorithm == "rsa-sha256";
   int n = 1;
-  for (const auto& k : keys_)
+  for (const auto& k : keys())
     if (SameStream(k, p)) ++n;
   std::string s = p.selector_format;
   ReplaceAll(s, "{stream}", p.stream);
@@ -113,7 +119,7 @@ std::string RotationEngine::NewSelector(const StreamPolicy& p, TimePoint now) co
   std::string candidate = s;
   for (int suffix = 2;; ++suffix) {
     bool taken = false;
-    for (const auto& k : keys_) taken |= (k.domain == p.domain && k.selector == candidate);
+    for (const auto& k : keys()) taken |= (k.domain == p.domain && k.selector == candidate);
     if (!taken) return candidate;
     candidate = s + "-" + std::to_string(suffix);
   }
@@ -133,7 +139,7 @@ util::Status RotationEngine::Generate(const StreamPolicy& p, TimePoint now) {
   // never a state entry without its key.
   ASSIGN_OR_RETURN(auto key, world_->CreateKey(k));
   k.public_key = key->dkim_public_key();
-  std::vector<KeyInfo> next = keys_;
+  std::vector<KeyInfo> next = keys();
   next.push_back(k);
   RETURN_IF_ERROR(Commit(std::move(next)));
   loaded_[k.domain + "/" + k.selector] = std::move(key);
@@ -193,15 +199,15 @@ util::Status RotationEngine::StepStream(const StreamPolicy& p, TimePoint now, bo
   const std::string stream_name = p.domain + " " + p.algorithm;
   // 1. Keep active_keys + prepublish keys on their way or in service.
   int live = 0;
-  for (const auto& k : keys_) live += (SameStream(k, p) && IsLive(k.state)) ? 1 : 0;
+  for (const auto& k : keys()) live += (SameStream(k, p) && IsLive(k.state)) ? 1 : 0;
   for (; live < p.active_keys + p.prepublish; ++live) RETURN_IF_ERROR(Generate(p, now));
 
   // 2. Pending keys: publish, then wait until DNS has served exactly them for min_propagation.
   std::vector<std::string> pending;
-  for (const auto& k : keys_)
+  for (const auto& k : keys())
     if (SameStream(k, p) && k.state == KeyState::kPending) pending.push_back(k.selector);
   for (const auto& selector : pending) {
-    std::vector<KeyInfo> next = keys_;
+    std::vector<KeyInfo> next = keys();
     KeyInfo& k = *Find(next, p.domain, selector);
     bool dirty = false;
     if (world_->CanPublish(p.domain) && !k.published) {
@@ -241,7 +247,7 @@ util::Status RotationEngine::StepStream(const StreamPolicy& p, TimePoint now, bo
   // 3. Activation: fill up to active_keys, and every key_lifetime/active_keys replace the
   // oldest active key with the oldest ready one, in one saved change.
   {
-    std::vector<KeyInfo> next = keys_;
+    std::vector<KeyInfo> next = keys();
     auto collect = [&](KeyState s, auto key_time) {
       std::vector<KeyInfo*> out;
       for (auto& k : next)
@@ -296,10 +302,10 @@ util::Status RotationEngine::StepStream(const StreamPolicy& p, TimePoint now, bo
 
   // 4. Retiring keys past their grace: revoke in DNS, and once DNS shows it, destroy the key.
   std::vector<std::string> retiring;
-  for (const auto& k : keys_)
+  for (const auto& k : keys())
     if (SameStream(k, p) && k.state == KeyState::kRetiring) retiring.push_back(k.selector);
   for (const auto& selector : retiring) {
-    std::vector<KeyInfo> next = keys_;
+    std::vector<KeyInfo> next = keys();
     KeyInfo& k = *Find(next, p.domain, selector);
     if (!k.emergency && now - k.retired.value_or(k.state_since) < p.grace) continue;
     bool dirty = false;
@@ -315,7 +321,7 @@ util::Status RotationEngine::StepStream(const StreamPolicy& p, TimePoint now, bo
     RETURN_IF_ERROR(Commit(std::move(next)));
     if (!revoked) continue;
     loaded_.erase(p.domain + "/" + selector);
-    const KeyInfo& done = *Find(keys_, p.domain, selector);
+    const KeyInfo& done = *Find(keys(), p.domain, selector);
     if (auto st = world_->DestroyKey(done); !st)
       world_->Log(LogLevel::kError, "revoked key " + selector + "._domainkey." + p.domain +
                                         " could not be destroyed: " + st.error().message);
@@ -325,7 +331,7 @@ util::Status RotationEngine::StepStream(const StreamPolicy& p, TimePoint now, bo
 
 util::Status RotationEngine::EmergencyRevoke(const std::string& domain, const std::string& selector) {
   const TimePoint now = world_->Now();
-  std::vector<KeyInfo> next = keys_;
+  std::vector<KeyInfo> next = keys();
   KeyInfo* k = Find(next, domain, selector);
   if (k == nullptr)
     return util::Err(util::ErrorCode::kNotFound, "no key " + selector + "._domainkey." + domain);
@@ -350,7 +356,7 @@ util::Status RotationEngine::EmergencyRevoke(const std::string& domain, const st
   RETURN_IF_ERROR(Commit(std::move(next)));
   PublishSnapshot();
   bool any_active = false;
-  for (const auto& other : keys_)
+  for (const auto& other : keys())
     any_active |= other.domain == domain && other.state == KeyState::kActive;
   if (was_active && !replaced)
     world_->Log(any_active ? LogLevel::kWarning : LogLevel::kError,
@@ -364,7 +370,7 @@ void RotationEngine::PublishSnapshot() {
   std::map<std::string, std::vector<SigningSnapshot::KeyList>, std::less<>> by_domain;
   for (const auto& p : options_.streams) {
     SigningSnapshot::KeyList list;
-    for (const auto& k : keys_) {
+    for (const auto& k : keys()) {
       if (!SameStream(k, p) || k.state != KeyState::kActive) continue;
       auto it = loaded_.find(k.domain + "/" + k.selector);
       if (it == loaded_.end()) {
