@@ -2,9 +2,32 @@
 
 #include <algorithm>
 
+#include "milter/milter.h"
+#include "milter/signing_policy.h"
 #include "signer/canonicalization.h"
+#include "signer/header_selector.h"
 
 namespace dkimrotor::cli {
+namespace {
+
+util::Result<daemon::FrontendSettings> FrontendSettingsFrom(const conf::Config& config) {
+  auto s = std::make_shared<milter::MilterSettings>();
+  ASSIGN_OR_RETURN(s->policy, milter::SigningPolicy::Create(config.signing.internal_hosts,
+                                                            config.signing.sign_authenticated));
+  s->selector = signer::HeaderSelector(signer::HeaderPolicy{config.signing.headers, config.signing.oversign});
+  for (const auto& d : config.domains) s->domains.push_back({d.domain, d.subdomains});
+  s->on_error = config.milter.on_error == conf::OnError::kAccept ? milter::OnError::kAccept
+                                                                 : milter::OnError::kTempfail;
+  switch (config.milter.on_bad_message) {
+    case conf::OnBadMessage::kAccept: s->on_bad_message = milter::OnBadMessage::kAccept; break;
+    case conf::OnBadMessage::kReject: s->on_bad_message = milter::OnBadMessage::kReject; break;
+    case conf::OnBadMessage::kTempfail: s->on_bad_message = milter::OnBadMessage::kTempfail; break;
+  }
+  if (config.signing.signature_lifetime.count() > 0) s->signature_lifetime = config.signing.signature_lifetime.count();
+  return daemon::FrontendSettings(std::move(s));
+}
+
+}  // namespace
 
 util::Result<keystore::RotationOptions> RotationOptionsFrom(const conf::Config& config) {
   keystore::RotationOptions o;
@@ -56,6 +79,21 @@ keystore::KeystoreWorldOptions WorldOptionsFrom(const conf::Config& config) {
       o.hooks[d.domain] = keystore::HookConfig{
           d.publish_hook, std::chrono::duration_cast<std::chrono::milliseconds>(d.hook_timeout)};
   return o;
+}
+
+util::Result<daemon::DaemonSettings> DaemonSettingsFrom(const conf::Config& config) {
+  daemon::DaemonSettings s;
+  s.socket = config.milter.socket;
+  s.socket_mode = config.milter.socket_mode;
+  s.user = config.milter.user;
+  s.group = config.milter.group;
+  s.stop_timeout = config.milter.stop_timeout;
+  ASSIGN_OR_RETURN(s.frontend, FrontendSettingsFrom(config));
+  ASSIGN_OR_RETURN(s.rotation, RotationOptionsFrom(config));
+  s.world = WorldOptionsFrom(config);
+  s.poll = std::chrono::duration_cast<std::chrono::milliseconds>(config.dns.poll);
+  for (const auto& d : config.domains) s.domains.push_back(d.domain);
+  return s;
 }
 
 }  // namespace dkimrotor::cli

@@ -1,11 +1,12 @@
 // Turns the configuration into each module's options: the one place that knows both conf's
-// structs and the keystore's. Stateless; safe from any thread.
+// structs and the other modules' (keystore, milter, daemon). Stateless; safe from any thread.
 #pragma once
 
 #include <functional>
 #include <string>
 
 #include "conf/config.h"
+#include "daemon/daemon_settings.h"
 #include "keystore/keystore_world.h"
 #include "keystore/rotation_engine.h"
 #include "util/result.h"
@@ -15,5 +16,7 @@ namespace dkimrotor::cli {
 util::Result<keystore::RotationOptions> RotationOptionsFrom(const conf::Config& config);
 keystore::KeystoreWorldOptions WorldOptionsFrom(const conf::Config& config);
 keystore::DnsCheckOptions DnsOptionsFrom(const conf::Config& config);
+// Everything `dkimrotor run` needs, checked: an error names what is wrong in the file.
+util::Result<daemon::DaemonSettings> DaemonSettingsFrom(const conf::Config& config);
 
 }  // namespace dkimrotor::cli
