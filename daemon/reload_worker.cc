@@ -35,7 +35,7 @@ void ReloadWorker::Run() {
   while (true) {
     {
       util::MutexLock lock(&mu_);
-      while (!pending_ && !shutdown_) cv_.Wait();
+      while (!pending_ && !shutdown_) cv_.Wait(&mu_);
       if (!pending_) return;  // shut down with nothing left to do
       pending_ = false;
     }

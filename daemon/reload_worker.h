@@ -35,7 +35,7 @@ class ReloadWorker {
 
   const std::function<void()> reload_;
   mutable util::Mutex mu_;
-  util::CondVar cv_{&mu_};
+  util::CondVar cv_;
   bool pending_ GUARDED_BY(mu_) = false;
   bool shutdown_ GUARDED_BY(mu_) = false;
   uint64_t reloads_ GUARDED_BY(mu_) = 0;

@@ -52,9 +52,10 @@ void RotationThread::Run() {
     ++steps_;
     const auto deadline = std::chrono::steady_clock::now() + poll_;
     while (!wake_ && !stop_) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       if (left <= std::chrono::milliseconds::zero()) break;
-      cv_.WaitFor(left);
+      cv_.WaitFor(&mu_, left);
     }
     wake_ = false;
   }

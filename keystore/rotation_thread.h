@@ -38,7 +38,7 @@ class RotationThread {
   const std::chrono::milliseconds poll_;
   const std::function<void(LogLevel, const std::string&)> log_;
   mutable util::Mutex mu_;
-  util::CondVar cv_{&mu_};
+  util::CondVar cv_;
   bool wake_ GUARDED_BY(mu_) = false;
   bool stop_ GUARDED_BY(mu_) = false;
   uint64_t steps_ GUARDED_BY(mu_) = 0;

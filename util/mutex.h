@@ -2,8 +2,8 @@
 // libstdc++'s std::mutex carries no capability attributes, so members guarded by one cannot
 // be checked (LevelDB's port::Mutex and port::CondVar, Abseil's absl::Mutex do the same).
 // Mutex and CondVar are not copyable or movable; MutexLock lives on one thread's stack.
-// Thread-safety: that is what they are for; a CondVar is used with the one Mutex it was
-// made with.
+// Thread-safety: that is what they are for; the analysis checks that a CondVar is waited on
+// with the Mutex held (absl::CondVar's spelling: cv.Wait(&mu)).
 #pragma once
 
 #include <chrono>
@@ -42,22 +42,23 @@ class SCOPED_CAPABILITY MutexLock {
   Mutex* const mu_;
 };
 
-// Waits release the mutex and hold it again before they return; wake-ups may be spurious, so
-// callers wait in a loop on the condition they guard with the mutex.
+// Waits release `mu` and hold it again before they return; wake-ups may be spurious, so
+// callers wait in a loop on the condition they guard with `mu`. Every wait on one CondVar
+// uses the same Mutex.
 class CondVar {
  public:
-  explicit CondVar(Mutex* mu) : mu_(mu) {}
+  CondVar() = default;
   CondVar(const CondVar&) = delete;
   CondVar& operator=(const CondVar&) = delete;
 
-  void Wait() REQUIRES(mu_) {
-    std::unique_lock<std::mutex> lock(mu_->mu_, std::adopt_lock);
+  void Wait(Mutex* mu) REQUIRES(mu) {
+    std::unique_lock<std::mutex> lock(mu->mu_, std::adopt_lock);
     cv_.wait(lock);
     lock.release();
   }
   // Returns false when `timeout` passed without a wake-up.
-  bool WaitFor(std::chrono::milliseconds timeout) REQUIRES(mu_) {
-    std::unique_lock<std::mutex> lock(mu_->mu_, std::adopt_lock);
+  bool WaitFor(Mutex* mu, std::chrono::milliseconds timeout) REQUIRES(mu) {
+    std::unique_lock<std::mutex> lock(mu->mu_, std::adopt_lock);
     const bool woken = cv_.wait_for(lock, timeout) == std::cv_status::no_timeout;
     lock.release();
     return woken;
@@ -66,7 +67,6 @@ class CondVar {
   void SignalAll() { cv_.notify_all(); }
 
  private:
-  Mutex* const mu_;
   std::condition_variable cv_;
 };
 
