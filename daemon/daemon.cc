@@ -1,3 +1,5 @@
+// The daemon's threads: main (signals only), libmilter's (MilterFrontend), the rotation
+// thread (RotationRunner), the reload thread (ReloadWorker) and, once stopping, the stopper.
 #include "daemon/daemon.h"
 
 #include <systemd/sd-daemon.h>

@@ -1,3 +1,4 @@
+// Every call from daemon/ into milter::Milter; re-point this file when the front end changes.
 #include "daemon/milter_frontend.h"
 
 namespace dkimrotor::daemon {

@@ -1,3 +1,4 @@
+// getgrnam/getpwnam are not reentrant: called from the main thread at start only.
 #include "daemon/privileges.h"
 
 #include <grp.h>

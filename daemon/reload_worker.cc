@@ -1,3 +1,4 @@
+// One thread, woken by a pending flag under mu_: requests coalesce while a reload runs.
 #include "daemon/reload_worker.h"
 
 namespace dkimrotor::daemon {

@@ -1,3 +1,4 @@
+// The order in Reconfigure() is the point: stop and join the old thread, then take its keys.
 #include "daemon/rotation_runner.h"
 
 #include <utility>

@@ -1,3 +1,4 @@
+// sigwait() on the blocked set: no signal handlers, so nothing runs in signal context.
 #include "daemon/signals.h"
 
 namespace dkimrotor::daemon {
