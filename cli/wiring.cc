@@ -1,7 +1,10 @@
 #include "cli/wiring.h"
 
-namespace dkimrotor::cli {
+#include <algorithm>
 
+#include "signer/header_selector.h"
+
+namespace dkimrotor::cli {
 util::Result<keystore::RotationOptions> RotationOptionsFrom(const conf::Config& config) {
   keystore::RotationOptions o;
   o.canonicalization = config.signing.canonicalization;
@@ -62,6 +65,21 @@ util::Result<std::shared_ptr<const session::Settings>> SessionSettingsFrom(const
   }
   if (config.signing.signature_lifetime.count() > 0) s->signature_lifetime = config.signing.signature_lifetime.count();
   return std::shared_ptr<const session::Settings>(std::move(s));
+}
+
+util::Result<daemon::DaemonSettings> DaemonSettingsFrom(const conf::Config& config) {
+  daemon::DaemonSettings s;
+  s.socket = config.milter.socket;
+  s.socket_mode = config.milter.socket_mode;
+  s.user = config.milter.user;
+  s.group = config.milter.group;
+  s.stop_timeout = config.milter.stop_timeout;
+  ASSIGN_OR_RETURN(s.session, SessionSettingsFrom(config));
+  ASSIGN_OR_RETURN(s.rotation, RotationOptionsFrom(config));
+  s.world = WorldOptionsFrom(config);
+  s.poll = std::chrono::duration_cast<std::chrono::milliseconds>(config.dns.poll);
+  for (const auto& d : config.domains) s.domains.push_back(d.domain);
+  return s;
 }
 
 }  // namespace dkimrotor::cli

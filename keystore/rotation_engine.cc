@@ -22,6 +22,12 @@ KeyInfo* Find(std::vector<KeyInfo>& keys, const std::string& domain, const std::
   return nullptr;
 }
 
+const KeyInfo* Find(const std::vector<KeyInfo>& keys, const std::string& domain, const std::string& selector) {
+  for (const auto& k : keys)
+    if (k.domain == domain && k.selector == selector) return &k;
+  return nullptr;
+}
+
 }  // namespace
 
 std::string KeyRecordValue(const KeyInfo& key) {
@@ -35,12 +41,12 @@ RotationEngine::RotationEngine(RotationOptions options, std::vector<KeyInfo> key
     : options_(std::move(options)), world_(world), snapshots_(snapshots), keys_(std::move(keys)) {}
 
 std::vector<KeyInfo> RotationEngine::Keys() const {
-  std::lock_guard lock(mu_);
+  util::MutexLock lock(&mu_);
   return keys_;
 }
 
 util::Status RotationEngine::Start() {
-  for (const auto& k : keys_) {
+  for (const auto& k : keys()) {
     if (k.state != KeyState::kActive) continue;
     auto key = world_->LoadKey(k);
     if (!key) {
@@ -62,7 +68,7 @@ util::Status RotationEngine::Commit(std::vector<KeyInfo> next) {
     return st;
   }
   {
-    std::lock_guard lock(mu_);
+    util::MutexLock lock(&mu_);
     keys_ = std::move(next);
   }
   for (const auto& a : audits_) world_->Audit(a.key, a.from, a.to);
@@ -87,14 +93,14 @@ std::string RotationEngine::NewSelector(const StreamPolicy& p, TimePoint now) co
   values.bits = p.bits;
   values.date = std::chrono::year_month_day{std::chrono::floor<std::chrono::days>(now)};  // UTC
   values.n = 1;
-  for (const auto& k : keys_)
+  for (const auto& k : keys())
     if (SameStream(k, p)) ++values.n;
   const std::string s = p.selector_format.Expand(values);
   // Never reuse a selector, not even a revoked one: add -2, -3, ... on a collision.
   std::string candidate = s;
   for (int suffix = 2;; ++suffix) {
     bool taken = false;
-    for (const auto& k : keys_) taken |= (k.domain == p.domain && k.selector == candidate);
+    for (const auto& k : keys()) taken |= (k.domain == p.domain && k.selector == candidate);
     if (!taken) return candidate;
     candidate = s + "-" + std::to_string(suffix);
   }
@@ -114,7 +120,7 @@ util::Status RotationEngine::Generate(const StreamPolicy& p, TimePoint now) {
   // never a state entry without its key.
   ASSIGN_OR_RETURN(auto key, world_->CreateKey(k));
   k.public_key = key->dkim_public_key();
-  std::vector<KeyInfo> next = keys_;
+  std::vector<KeyInfo> next = keys();
   next.push_back(k);
   RETURN_IF_ERROR(Commit(std::move(next)));
   loaded_[k.domain + "/" + k.selector] = std::move(key);
@@ -174,15 +180,15 @@ util::Status RotationEngine::StepStream(const StreamPolicy& p, TimePoint now, bo
   const std::string stream_name = p.domain + " " + std::string(signer::AlgorithmName(p.algorithm));
   // 1. Keep active_keys + prepublish keys on their way or in service.
   int live = 0;
-  for (const auto& k : keys_) live += (SameStream(k, p) && IsLive(k.state)) ? 1 : 0;
+  for (const auto& k : keys()) live += (SameStream(k, p) && IsLive(k.state)) ? 1 : 0;
   for (; live < p.active_keys + p.prepublish; ++live) RETURN_IF_ERROR(Generate(p, now));
 
   // 2. Pending keys: publish, then wait until DNS has served exactly them for min_propagation.
   std::vector<std::string> pending;
-  for (const auto& k : keys_)
+  for (const auto& k : keys())
     if (SameStream(k, p) && k.state == KeyState::kPending) pending.push_back(k.selector);
   for (const auto& selector : pending) {
-    std::vector<KeyInfo> next = keys_;
+    std::vector<KeyInfo> next = keys();
     KeyInfo& k = *Find(next, p.domain, selector);
     bool dirty = false;
     if (world_->CanPublish(p.domain) && !k.published) {
@@ -222,7 +228,7 @@ util::Status RotationEngine::StepStream(const StreamPolicy& p, TimePoint now, bo
   // 3. Activation: fill up to active_keys, and every key_lifetime/active_keys replace the
   // oldest active key with the oldest ready one, in one saved change.
   {
-    std::vector<KeyInfo> next = keys_;
+    std::vector<KeyInfo> next = keys();
     auto collect = [&](KeyState s, auto key_time) {
       std::vector<KeyInfo*> out;
       for (auto& k : next)
@@ -277,10 +283,10 @@ util::Status RotationEngine::StepStream(const StreamPolicy& p, TimePoint now, bo
 
   // 4. Retiring keys past their grace: revoke in DNS, and once DNS shows it, destroy the key.
   std::vector<std::string> retiring;
-  for (const auto& k : keys_)
+  for (const auto& k : keys())
     if (SameStream(k, p) && k.state == KeyState::kRetiring) retiring.push_back(k.selector);
   for (const auto& selector : retiring) {
-    std::vector<KeyInfo> next = keys_;
+    std::vector<KeyInfo> next = keys();
     KeyInfo& k = *Find(next, p.domain, selector);
     if (!k.emergency && now - k.retired.value_or(k.state_since) < p.grace) continue;
     bool dirty = false;
@@ -296,7 +302,7 @@ util::Status RotationEngine::StepStream(const StreamPolicy& p, TimePoint now, bo
     RETURN_IF_ERROR(Commit(std::move(next)));
     if (!revoked) continue;
     loaded_.erase(p.domain + "/" + selector);
-    const KeyInfo& done = *Find(keys_, p.domain, selector);
+    const KeyInfo& done = *Find(keys(), p.domain, selector);
     if (auto st = world_->DestroyKey(done); !st)
       world_->Log(LogLevel::kError, "revoked key " + selector + "._domainkey." + p.domain +
                                         " could not be destroyed: " + st.error().message);
@@ -306,7 +312,7 @@ util::Status RotationEngine::StepStream(const StreamPolicy& p, TimePoint now, bo
 
 util::Status RotationEngine::EmergencyRevoke(const std::string& domain, const std::string& selector) {
   const TimePoint now = world_->Now();
-  std::vector<KeyInfo> next = keys_;
+  std::vector<KeyInfo> next = keys();
   KeyInfo* k = Find(next, domain, selector);
   if (k == nullptr)
     return util::Err(util::ErrorCode::kNotFound, "no key " + selector + "._domainkey." + domain);
@@ -331,7 +337,7 @@ util::Status RotationEngine::EmergencyRevoke(const std::string& domain, const st
   RETURN_IF_ERROR(Commit(std::move(next)));
   PublishSnapshot();
   bool any_active = false;
-  for (const auto& other : keys_)
+  for (const auto& other : keys())
     any_active |= other.domain == domain && other.state == KeyState::kActive;
   if (was_active && !replaced)
     world_->Log(any_active ? LogLevel::kWarning : LogLevel::kError,
@@ -345,7 +351,7 @@ void RotationEngine::PublishSnapshot() {
   std::map<std::string, std::vector<SigningSnapshot::KeyList>, std::less<>> by_domain;
   for (const auto& p : options_.streams) {
     SigningSnapshot::KeyList list;
-    for (const auto& k : keys_) {
+    for (const auto& k : keys()) {
       if (!SameStream(k, p) || k.state != KeyState::kActive) continue;
       auto it = loaded_.find(k.domain + "/" + k.selector);
       if (it == loaded_.end()) {

@@ -12,7 +12,6 @@
 #include <chrono>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -22,7 +21,9 @@
 #include "signer/canonicalization.h"
 #include "signer/private_key.h"
 #include "signer/selector_format.h"
+#include "util/mutex.h"
 #include "util/result.h"
+#include "util/thread_annotations.h"
 
 namespace dkimrotor::keystore {
 
@@ -90,7 +91,7 @@ class RotationEngine {
   // and activates a ready key if there is one; otherwise the domain goes unsigned.
   util::Status EmergencyRevoke(const std::string& domain, const std::string& selector);
 
-  std::vector<KeyInfo> Keys() const;
+  std::vector<KeyInfo> Keys() const EXCLUDES(mu_);
   const RotationOptions& options() const { return options_; }
 
  private:
@@ -106,12 +107,15 @@ class RotationEngine {
   bool PublishWithBackoff(KeyInfo& key, bool revoke, TimePoint now);
   std::string NewSelector(const StreamPolicy& p, TimePoint now) const;
   void PublishSnapshot();
+  // The engine's thread is the only writer of keys_ (under mu_, in Commit), so it reads them
+  // without the lock; other threads go through Keys().
+  const std::vector<KeyInfo>& keys() const NO_THREAD_SAFETY_ANALYSIS { return keys_; }
 
   RotationOptions options_;
   RotationWorld* world_;
   SnapshotHolder* snapshots_;
-  mutable std::mutex mu_;        // guards keys_ against Keys() readers; written on one thread
-  std::vector<KeyInfo> keys_;    // GUARDED_BY(mu_) for writes
+  mutable util::Mutex mu_;
+  std::vector<KeyInfo> keys_ GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<const signer::PrivateKey>> loaded_;  // by selector
   std::map<std::string, Retry> retries_;                                     // by selector
   std::map<std::string, TimePoint> late_logged_;                             // by stream

@@ -10,39 +10,53 @@ namespace dkimrotor::keystore {
 RotationThread::RotationThread(RotationEngine* engine, std::chrono::milliseconds poll,
                                std::function<void(LogLevel, const std::string&)> log)
     : engine_(engine), poll_(poll), log_(std::move(log)),
-      thread_([this](std::stop_token stop) { Run(stop); }) {}
+      thread_([this] { Run(); }) {}
 
 RotationThread::~RotationThread() {
-  thread_.request_stop();
-  cv_.notify_all();
+  {
+    util::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  cv_.SignalAll();
+  thread_.join();
 }
 
 void RotationThread::WakeUp() {
   {
-    std::lock_guard lock(mu_);
+    util::MutexLock lock(&mu_);
     wake_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 uint64_t RotationThread::steps() const {
-  std::lock_guard lock(mu_);
+  util::MutexLock lock(&mu_);
   return steps_;
 }
 
-void RotationThread::Run(std::stop_token stop) {
+void RotationThread::Run() {
   // Key generation (an RSA-4096 key costs about a second of CPU), hooks and DNS checks take
   // only CPU that signing leaves idle: a busy milter's latency must not move. Linux applies
   // the policy to this thread alone; hooks it starts inherit it.
   sched_param param{};
   if (::sched_setscheduler(0, SCHED_IDLE, &param) != 0 && log_)
     log_(LogLevel::kWarning, std::string("rotation thread keeps normal priority: ") + std::strerror(errno));
-  while (!stop.stop_requested()) {
+  while (true) {
+    {
+      util::MutexLock lock(&mu_);
+      if (stop_) return;
+    }
     if (auto st = engine_->Step(); !st && log_)
       log_(LogLevel::kError, "rotation step failed, keys unchanged, signing goes on: " + st.error().message);
-    std::unique_lock lock(mu_);
+    util::MutexLock lock(&mu_);
     ++steps_;
-    cv_.wait_for(lock, stop, poll_, [this] { return wake_; });
+    const auto deadline = std::chrono::steady_clock::now() + poll_;
+    while (!wake_ && !stop_) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left <= std::chrono::milliseconds::zero()) break;
+      cv_.WaitFor(&mu_, left);
+    }
     wake_ = false;
   }
 }

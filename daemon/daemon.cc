@@ -1,0 +1,122 @@
+// The daemon's threads: main (signals only), libmilter's (MilterFrontend, serving the
+// SigningService's sessions), the rotation
+// thread (RotationRunner), the reload thread (ReloadWorker) and, once stopping, the stopper.
+#include "daemon/daemon.h"
+
+#include <systemd/sd-daemon.h>
+
+#include "daemon/privileges.h"
+#include "daemon/signals.h"
+#include "keystore/state_store.h"
+
+namespace dkimrotor::daemon {
+namespace {
+
+// systemd's notify protocol (Type=notify): does nothing unless systemd set $NOTIFY_SOCKET.
+void Notify(const char* state) { sd_notify(0, state); }
+
+RotationRunnerOptions RotationOf(const DaemonSettings& s) { return {s.rotation, s.world, s.poll}; }
+
+}  // namespace
+
+Daemon::Daemon(DaemonSettings settings, SettingsLoader reload, std::shared_ptr<spdlog::logger> log,
+               std::shared_ptr<spdlog::logger> audit)
+    : reload_(std::move(reload)), log_(std::move(log)), audit_(std::move(audit)), settings_(std::move(settings)) {}
+
+Daemon::~Daemon() {
+  if (stopper_.joinable()) stopper_.join();
+  reloads_.reset();
+  if (frontend_) frontend_->Stop();
+  rotation_.reset();
+}
+
+DaemonSettings Daemon::Settings() const {
+  util::MutexLock lock(&mu_);
+  return settings_;
+}
+
+util::Status Daemon::Run() {
+  main_thread_ = ::pthread_self();
+  const DaemonSettings settings = Settings();
+  service_ = std::make_unique<session::SigningService>(&snapshots_, settings.session, log_, audit_);
+  ASSIGN_OR_RETURN(frontend_, MilterFrontend::Create({settings.socket, settings.socket_mode, service_.get(), log_}));
+  RETURN_IF_ERROR(frontend_->Listen());
+  RETURN_IF_ERROR(GiveSocketToGroup(settings.socket, settings.group));
+  RETURN_IF_ERROR(DropPrivileges(settings.user, settings.group));
+
+  ASSIGN_OR_RETURN(lock_, keystore::KeystoreLock::Acquire(settings.world.directory));
+  ASSIGN_OR_RETURN(auto keys, keystore::LoadState(settings.world.directory));
+  ASSIGN_OR_RETURN(rotation_, RotationRunner::Start(RotationOf(settings), std::move(keys), &snapshots_, log_));
+
+  // If libmilter stops by itself, the main thread stops the rest: a signal to that thread
+  // only (a process-wide one could reach libmilter's signal thread).
+  frontend_->Start([main = main_thread_] { SignalThread(main, SIGTERM); });
+  reloads_ = std::make_unique<ReloadWorker>([this] { Reload(); });
+  log_->info("dkimrotor listening on {} for {} domain(s)", settings.socket, settings.domains.size());
+  Notify("READY=1");
+
+  while (true) {
+    const int sig = WaitForDaemonSignal();
+    if (sig == SIGHUP) {
+      if (!reloads_->Request()) log_->warn("SIGHUP ignored: stopping");
+    } else if (sig == SIGTERM || sig == SIGINT) {
+      if (!stopper_.joinable()) stopper_ = std::thread([this] { Stop(); });
+    } else if (sig == kWakeSignal && stopped_.load()) {
+      break;
+    }
+  }
+  stopper_.join();
+  return util::Ok();
+}
+
+// On the stopper thread, while the main thread goes on waiting for signals.
+void Daemon::Stop() {
+  Notify("STOPPING=1");
+  const std::chrono::seconds stop_timeout = Settings().stop_timeout;
+  // libmilter's smfi_stop() ends every connection at its next command (its worker pool
+  // stops), so the messages in flight are finished first, while new ones get a 4xx.
+  service_->RefuseNewMessages();
+  log_->info("stopping: new messages get a 4xx; waiting up to {} s for {} message(s) in flight",
+             stop_timeout.count(), service_->messages_in_flight());
+  if (int left = service_->WaitForMessagesInFlight(stop_timeout); left > 0)
+    log_->warn("stopping with {} message(s) still in flight after milter.stop_timeout; the MTA "
+               "applies its milter_default_action to them", left);
+  reloads_->Shutdown();  // a SIGHUP already received still reloads, then no more
+  frontend_->Stop();     // libmilter notices within its 5 s listener poll
+  rotation_->Stop();     // after its step in flight
+  log_->info("stopped after signing {} message(s)", service_->counters().signed_messages.load());
+  stopped_.store(true);
+  SignalThread(main_thread_, kWakeSignal);
+}
+
+// On the reload thread: builds everything from the new file first; only complete, valid
+// settings replace the old ones. Messages in flight keep the settings and keys they began with.
+void Daemon::Reload() {
+  Notify("RELOADING=1");
+  auto next = reload_();
+  if (!next) {
+    log_->error("reload refused, still serving with the previous configuration: {}", next.error().message);
+    Notify("READY=1");
+    return;
+  }
+  const DaemonSettings current = Settings();
+  if (next->socket != current.socket || next->world.directory != current.world.directory)
+    log_->warn("reload: milter.socket and keystore.directory only change on restart");
+  next->socket = current.socket;
+  next->socket_mode = current.socket_mode;
+  next->user = current.user;
+  next->group = current.group;
+  next->world.directory = current.world.directory;
+  if (auto st = rotation_->Reconfigure(RotationOf(*next)); !st)
+    log_->error("reload: restarting the rotation engine failed, keeping the old keys: {}", st.error().message);
+  service_->SwapSettings(next->session);
+  const size_t domains = next->domains.size();
+  {
+    util::MutexLock lock(&mu_);
+    settings_ = std::move(*next);
+  }
+  log_->info("configuration reloaded: {} domain(s)", domains);
+  Notify("READY=1");
+}
+
+}  // namespace dkimrotor::daemon

@@ -1,0 +1,68 @@
+// The dkimrotor daemon: binds the milter socket, drops privileges, locks the keystore and runs
+// the rotation engine, then serves until SIGTERM/SIGINT. The calling (main) thread only waits
+// for signals and hands the work on: SIGHUP to the reload thread (reloads run one after the
+// other; a broken configuration is refused and the old one keeps serving), SIGTERM to a
+// stopper thread that lets the messages in flight finish, runs the reloads already asked for,
+// stops everything, and wakes the main thread (see daemon/signals.h for why it must always be
+// waiting). Every thread it starts is joined before Run() returns.
+// Owns everything it starts; shares the loggers made by its caller.
+// Thread-safety: Run() once, on the main thread, after BlockDaemonSignals().
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <thread>
+
+#include <pthread.h>
+#include <spdlog/logger.h>
+
+#include "daemon/daemon_settings.h"
+#include "daemon/milter_frontend.h"
+#include "daemon/reload_worker.h"
+#include "daemon/rotation_runner.h"
+#include "keystore/keystore_world.h"
+#include "keystore/signing_snapshot.h"
+#include "session/signing_service.h"
+#include "util/mutex.h"
+#include "util/result.h"
+#include "util/thread_annotations.h"
+
+namespace dkimrotor::daemon {
+
+class Daemon {
+ public:
+  // `reload` is called on the reload thread for each SIGHUP. `audit` gets one line per signed
+  // message and may be `log` itself.
+  Daemon(DaemonSettings settings, SettingsLoader reload, std::shared_ptr<spdlog::logger> log,
+         std::shared_ptr<spdlog::logger> audit);
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  // Serves until stopped. An error means the daemon could not start (nothing is left
+  // running); a stop, however it came, is Ok.
+  util::Status Run();
+
+ private:
+  void Reload() EXCLUDES(mu_);
+  void Stop() EXCLUDES(mu_);
+  DaemonSettings Settings() const EXCLUDES(mu_);
+
+  const SettingsLoader reload_;
+  const std::shared_ptr<spdlog::logger> log_;
+  const std::shared_ptr<spdlog::logger> audit_;
+  pthread_t main_thread_{};
+  mutable util::Mutex mu_;
+  DaemonSettings settings_ GUARDED_BY(mu_);  // the current ones; replaced whole by a reload
+  keystore::SnapshotHolder snapshots_;
+  // Set up by Run() before the threads that use them start; destroyed after they are joined.
+  std::unique_ptr<session::SigningService> service_;  // outlives the front end's sessions
+  std::unique_ptr<MilterFrontend> frontend_;
+  std::unique_ptr<keystore::KeystoreLock> lock_;
+  std::unique_ptr<RotationRunner> rotation_;
+  std::unique_ptr<ReloadWorker> reloads_;
+  std::thread stopper_;           // main thread only
+  std::atomic<bool> stopped_{false};  // the stopper has finished
+};
+
+}  // namespace dkimrotor::daemon

@@ -1,0 +1,42 @@
+// getgrnam/getpwnam are not reentrant: called from the main thread at start only.
+#include "daemon/privileges.h"
+
+#include <grp.h>
+#include <pwd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace dkimrotor::daemon {
+
+util::Status GiveSocketToGroup(const std::string& socket, const std::string& group) {
+  if (group.empty()) return util::Ok();
+  std::string path;
+  for (const char* prefix : {"unix:", "local:"})
+    if (socket.rfind(prefix, 0) == 0) path = socket.substr(std::strlen(prefix));
+  if (path.empty()) return util::Ok();
+  const struct group* gr = ::getgrnam(group.c_str());
+  if (!gr) return util::Err(util::ErrorCode::kInvalidArgument, "milter.group " + group + " does not exist");
+  if (::chown(path.c_str(), static_cast<uid_t>(-1), gr->gr_gid) != 0)
+    return util::Err(util::ErrorCode::kIo, "cannot give " + path + " to group " + group + ": " + std::strerror(errno));
+  return util::Ok();
+}
+
+util::Status DropPrivileges(const std::string& user, const std::string& group) {
+  if (user.empty()) return util::Ok();
+  if (::geteuid() != 0) return util::Ok();  // not root: nothing to drop
+  const passwd* pw = ::getpwnam(user.c_str());
+  if (!pw) return util::Err(util::ErrorCode::kInvalidArgument, "milter.user " + user + " does not exist");
+  gid_t gid = pw->pw_gid;
+  if (!group.empty()) {
+    const struct group* gr = ::getgrnam(group.c_str());
+    if (!gr) return util::Err(util::ErrorCode::kInvalidArgument, "milter.group " + group + " does not exist");
+    gid = gr->gr_gid;
+  }
+  if (::initgroups(pw->pw_name, gid) != 0 || ::setgid(gid) != 0 || ::setuid(pw->pw_uid) != 0)
+    return util::Err(util::ErrorCode::kIo, std::string("cannot drop privileges: ") + std::strerror(errno));
+  return util::Ok();
+}
+
+}  // namespace dkimrotor::daemon
