@@ -9,7 +9,7 @@
 #include "conf/config.h"
 #include "daemon/daemon_settings.h"
 #include "keystore/keystore_world.h"
-#include "keystore/rotation_engine.h"
+#include "keystore/rotation/rotation_engine.h"
 #include "session/settings.h"
 #include "util/result.h"
 

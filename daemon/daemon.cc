@@ -7,7 +7,7 @@
 
 #include "daemon/privileges.h"
 #include "daemon/signals.h"
-#include "keystore/state_store.h"
+#include "keystore/storage/state_store.h"
 
 namespace dkimrotor::daemon {
 namespace {

@@ -12,7 +12,7 @@
 
 #include "session/settings.h"
 #include "keystore/keystore_world.h"
-#include "keystore/rotation_engine.h"
+#include "keystore/rotation/rotation_engine.h"
 #include "util/result.h"
 
 namespace dkimrotor::daemon {

@@ -16,8 +16,8 @@
 
 #include "keystore/key_info.h"
 #include "keystore/keystore_world.h"
-#include "keystore/rotation_engine.h"
-#include "keystore/rotation_thread.h"
+#include "keystore/rotation/rotation_engine.h"
+#include "keystore/rotation/rotation_thread.h"
 #include "keystore/signing_snapshot.h"
 #include "util/mutex.h"
 #include "util/result.h"

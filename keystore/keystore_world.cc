@@ -8,8 +8,8 @@
 #include <cerrno>
 #include <cstring>
 
-#include "keystore/hook_runner.h"
-#include "keystore/state_store.h"
+#include "keystore/publish/hook_runner.h"
+#include "keystore/storage/state_store.h"
 #include "util/file.h"
 
 namespace dkimrotor::keystore {

@@ -9,8 +9,8 @@
 #include <memory>
 #include <string>
 
-#include "keystore/dns_checker.h"
-#include "keystore/rotation_engine.h"
+#include "keystore/dns/dns_checker.h"
+#include "keystore/rotation/rotation_engine.h"
 
 namespace dkimrotor::keystore {
 

@@ -22,8 +22,8 @@
 #include <sstream>
 #include <thread>
 
-#include "keystore/rotation_engine.h"
-#include "keystore/state_store.h"
+#include "keystore/rotation/rotation_engine.h"
+#include "keystore/storage/state_store.h"
 #include "signer/private_key.h"
 #include "tests/keystore/knot_server.h"
 #include "tests/milter/milter_client.h"

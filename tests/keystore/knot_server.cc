@@ -20,8 +20,8 @@
 #include <sstream>
 #include <thread>
 
-#include "keystore/dns_checker.h"
-#include "keystore/key_record.h"
+#include "keystore/dns/dns_checker.h"
+#include "keystore/dns/key_record.h"
 #include "util/base64.h"
 #include "util/file.h"
 

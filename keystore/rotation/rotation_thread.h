@@ -13,7 +13,7 @@
 #include <string>
 #include <thread>
 
-#include "keystore/rotation_engine.h"
+#include "keystore/rotation/rotation_engine.h"
 #include "util/mutex.h"
 #include "util/thread_annotations.h"
 

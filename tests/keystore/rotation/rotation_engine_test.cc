@@ -1,6 +1,6 @@
 // The rotation engine in simulated time: years of schedule in well under a second, with the
 // M3AAWG invariants checked at every step, and crashes, failing hooks, wrong and slow DNS.
-#include "keystore/rotation_engine.h"
+#include "keystore/rotation/rotation_engine.h"
 
 #include <gtest/gtest.h>
 #include <sched.h>
@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "keystore/rotation_thread.h"
-#include "keystore/state_store.h"
+#include "keystore/rotation/rotation_thread.h"
+#include "keystore/storage/state_store.h"
 
 namespace dkimrotor::keystore {
 namespace {

@@ -1,4 +1,4 @@
-#include "keystore/rotation_engine.h"
+#include "keystore/rotation/rotation_engine.h"
 
 #include <algorithm>
 #include <functional>

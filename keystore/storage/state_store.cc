@@ -1,4 +1,4 @@
-#include "keystore/state_store.h"
+#include "keystore/storage/state_store.h"
 
 #include <dirent.h>
 #include <sys/stat.h>

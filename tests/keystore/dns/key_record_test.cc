@@ -1,4 +1,4 @@
-#include "keystore/key_record.h"
+#include "keystore/dns/key_record.h"
 
 #include <gtest/gtest.h>
 #include <openssl/evp.h>

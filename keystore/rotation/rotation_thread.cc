@@ -1,4 +1,4 @@
-#include "keystore/rotation_thread.h"
+#include "keystore/rotation/rotation_thread.h"
 
 #include <sched.h>
 

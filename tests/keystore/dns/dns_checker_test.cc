@@ -1,7 +1,7 @@
 // Integration tests: DnsChecker against a real Knot DNS server (tests/keystore/knot_server.h)
 // that plays both the zones' authoritative server and the checker's resolver, updated the way a
 // DNS admin or dkimrotor's hook would (knsupdate, contrib/hooks/nsupdate).
-#include "keystore/dns_checker.h"
+#include "keystore/dns/dns_checker.h"
 
 #include <gtest/gtest.h>
 
@@ -9,7 +9,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "keystore/internal/ares_response.h"
+#include "keystore/dns/internal/ares_response.h"
 #include "signer/private_key.h"
 #include "tests/keystore/knot_server.h"
 

@@ -1,4 +1,4 @@
-#include "keystore/key_record.h"
+#include "keystore/dns/key_record.h"
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>

@@ -1,12 +1,12 @@
-#include "keystore/dns_checker.h"
+#include "keystore/dns/dns_checker.h"
 
 #include <arpa/nameser.h>
 
 #include <algorithm>
 #include <map>
 
-#include "keystore/internal/ares_channel.h"
-#include "keystore/internal/ares_response.h"
+#include "keystore/dns/internal/ares_channel.h"
+#include "keystore/dns/internal/ares_response.h"
 
 namespace dkimrotor::keystore {
 namespace {

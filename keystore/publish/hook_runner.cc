@@ -1,4 +1,4 @@
-#include "keystore/hook_runner.h"
+#include "keystore/publish/hook_runner.h"
 
 #include <fcntl.h>
 #include <poll.h>

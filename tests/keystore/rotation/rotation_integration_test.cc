@@ -9,9 +9,9 @@
 #include <fstream>
 
 #include "keystore/keystore_world.h"
-#include "keystore/rotation_engine.h"
-#include "keystore/state_store.h"
-#include "keystore/hook_runner.h"
+#include "keystore/rotation/rotation_engine.h"
+#include "keystore/storage/state_store.h"
+#include "keystore/publish/hook_runner.h"
 #include "signer/header_selector.h"
 #include "signer/message_signer.h"
 #include "signer/verifier.h"

@@ -1,4 +1,4 @@
-#include "keystore/internal/ares_channel.h"
+#include "keystore/dns/internal/ares_channel.h"
 
 #include <arpa/inet.h>
 #include <arpa/nameser.h>

@@ -13,7 +13,7 @@
 #include <string_view>
 #include <vector>
 
-#include "keystore/key_record.h"
+#include "keystore/dns/key_record.h"
 #include "signer/algorithm.h"
 #include "util/result.h"
 #include "util/server_address.h"

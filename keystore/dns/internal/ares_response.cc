@@ -1,4 +1,4 @@
-#include "keystore/internal/ares_response.h"
+#include "keystore/dns/internal/ares_response.h"
 
 #include <ares.h>
 #include <arpa/inet.h>
