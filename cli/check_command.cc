@@ -172,17 +172,20 @@ void CheckKeyDns(const CheckContext& c, keystore::DnsChecker& checker, const Key
   const Severity severity = DnsSeverity(k);
   switch (r.verdict) {
     case DnsVerdict::kMissing:
-      report.Add(severity, k, "the key record is missing from DNS (" + r.detail + ")",
+      report.Add(severity, k, "the key record is missing from DNS: " + r.detail,
                  HasHook(c, k.domain) && !revoked
                      ? "check the publish hook's log, or publish the record `" + DnsCommand(c, k.domain) + "` prints"
                      : "publish the record `" + DnsCommand(c, k.domain) + "` prints");
       return;
-    case DnsVerdict::kTemporaryFailure:
+    case DnsVerdict::kTemporaryFailure: {
+      // The checker's own advice says the same as the fix below, less precisely.
+      std::string detail = r.detail;
+      if (size_t at = detail.find(" (a temporary failure"); at != std::string::npos) detail.erase(at);
       report.Add(severity, k,
-                 "DNS unreachable, the record could not be checked: " + r.detail +
-                     "; this is a temporary failure, not a missing record",
+                 "DNS unreachable, a temporary failure and not a missing record: " + detail,
                  "make sure the resolvers in dns.resolvers and the zone's name servers answer, then run check again");
       return;
+    }
     case DnsVerdict::kInconsistent:
       report.Add(severity, k, r.detail,
                  "wait for the zone to reach every name server, or fix the one that lags, then run check again");

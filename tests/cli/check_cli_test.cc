@@ -170,7 +170,7 @@ TEST_F(CheckCliTest, UnreachableDnsIsATemporaryFailureNotMissing) {
   EXPECT_EQ(r.exit_code, 1) << r.output;
   auto line = FindingLine(r.output, "error", active_);
   EXPECT_NE(line.find("DNS unreachable"), std::string::npos) << r.output;
-  EXPECT_NE(line.find("temporary failure, not a missing record"), std::string::npos) << line;
+  EXPECT_NE(line.find("a temporary failure and not a missing record"), std::string::npos) << line;
   EXPECT_EQ(line.find("missing from DNS"), std::string::npos) << line;
 }
 
