@@ -2,6 +2,7 @@
 // Knot on loopback; each test then puts a broken record (or state) in place and expects the
 // finding a DKIM validator would report, naming the domain and the selector, and the exit status.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
@@ -26,6 +27,7 @@ using keystore::testing::ProcessResult;
 using keystore::testing::RunProcess;
 
 constexpr char kDomain[] = "example.test";
+constexpr char kBrokenDomain[] = "broken.test";
 
 // An RSA key below what signer::PrivateKey makes, as a p= value.
 std::string ShortRsaP(int bits) {
@@ -46,6 +48,7 @@ class CheckCliTest : public ::testing::Test {
     if (!KnotServer::Available()) GTEST_SKIP() << "knotd is not installed";
     KnotServer::Options options;
     options.zones = {kDomain};
+    options.broken_zones = {kBrokenDomain};  // Knot answers SERVFAIL for it
     auto knot = KnotServer::Start(options);
     ASSERT_TRUE(knot.has_value()) << knot.error().message;
     knot_ = std::move(*knot);
@@ -61,7 +64,8 @@ class CheckCliTest : public ::testing::Test {
                            << "domains = ( { domain = \"" << kDomain << "\"; stream = \"mta1\";\n"
                            << "  algorithms = [\"rsa-sha256\"]; bits = " << bits << ";\n"
                            << "  active_keys = 1; prepublish = 1; key_lifetime = \"30d\"; grace = \"7d\";\n"
-                           << "  publish_hook = \"" << DKIMROTOR_SOURCE_DIR << "/contrib/hooks/nsupdate\"; } );\n";
+                           << "  publish_hook = \"" << DKIMROTOR_SOURCE_DIR << "/contrib/hooks/nsupdate\"; }"
+                           << extra_domains_ << " );\n";
   }
 
   ProcessResult Run(std::vector<std::string> args) {
@@ -129,6 +133,7 @@ class CheckCliTest : public ::testing::Test {
   std::string config_;
   std::string active_;
   std::string active_p_;
+  std::string extra_domains_;  // more entries of the domains list, each starting with ", "
 };
 
 TEST_F(CheckCliTest, CleanKeystoreHasNoFindings) {
@@ -172,6 +177,32 @@ TEST_F(CheckCliTest, UnreachableDnsIsATemporaryFailureNotMissing) {
   EXPECT_NE(line.find("DNS unreachable"), std::string::npos) << r.output;
   EXPECT_NE(line.find("a temporary failure and not a missing record"), std::string::npos) << line;
   EXPECT_EQ(line.find("missing from DNS"), std::string::npos) << line;
+}
+
+TEST_F(CheckCliTest, ServfailIsATemporaryFailureNotMissing) {
+  // broken.test's zone does not load: its active key's record gets SERVFAIL.
+  extra_domains_ = ", { domain = \"broken.test\"; stream = \"mta1\"; algorithms = [\"rsa-sha256\"]; bits = 2048;\n"
+                   "  active_keys = 1; prepublish = 1; key_lifetime = \"30d\"; grace = \"7d\"; }";
+  WriteConfig(2048);
+  auto key = signer::PrivateKey::Generate(signer::Algorithm::kRsaSha256, 2048);
+  ASSERT_TRUE(key.has_value());
+  const std::string pem = knot_->dir() + "/legacy.pem";
+  std::ofstream(pem) << (*key)->ToPem().value();
+  ::chmod(pem.c_str(), 0600);
+  auto r = Run({"keys", "import", "-c", config_, "--domain", kBrokenDomain, "--selector", "legacy", "--key", pem});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto state = State();
+  for (auto& k : state["keys"]) k["state"] = "active";
+  WriteState(state);
+  r = Check();
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  const std::string prefix = "error: legacy._domainkey.broken.test (active): ";
+  const size_t at = r.output.find(prefix);
+  ASSERT_NE(at, std::string::npos) << r.output;
+  const std::string line = r.output.substr(at, r.output.find('\n', at) - at);
+  EXPECT_NE(line.find("DNS unreachable, a temporary failure and not a missing record"), std::string::npos) << line;
+  EXPECT_NE(line.find("SERVFAIL"), std::string::npos) << line;
+  EXPECT_EQ(r.output.find("broken.test: no usable key"), std::string::npos) << r.output;
 }
 
 TEST_F(CheckCliTest, MalformedBase64IsAnError) {
