@@ -2,11 +2,15 @@
 // plus the configuration's departures from practice, each finding with its severity, the
 // domain and selector it is about, and what to do. Only reads the state (the daemon may run).
 // Exit 1 when any finding is an error; warnings alone exit 0.
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -130,7 +134,7 @@ std::string DnsCommand(const CheckContext& c, const std::string& domain) {
   return "dkimrotor dns -c " + c.config_path + " --domain " + domain;
 }
 
-void CheckPractices(const CheckContext& c, Report& report) {
+void AddPracticeFindings(const CheckContext& c, Report& report) {
   for (const auto& w : conf::CheckPractices(c.config)) {
     Finding f;
     f.severity = Severity::kWarning;
@@ -302,7 +306,7 @@ int RunCheck(std::span<char*> argv) {
   keystore::KeystoreWorld world(WorldOptionsFrom(c.config));
 
   Report report;
-  CheckPractices(c, report);
+  AddPracticeFindings(c, report);
   std::map<std::string, bool> loads;  // by record name
   for (const auto& k : c.keys) {
     if (k.state != KeyState::kRevoked) {
