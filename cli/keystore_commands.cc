@@ -227,66 +227,6 @@ int RunDns(std::span<char*> argv) {
   return kExitOk;
 }
 
-int RunCheck(std::span<char*> argv) {
-  static constexpr const char* kUsage =
-      "usage: dkimrotor check -c FILE\n"
-      "Checks the configuration against the M3AAWG practices, the key files and their modes, and\n"
-      "asks DNS for every ready, active, retiring and revoked key. Exits 1 on any error.\n";
-  Args args(argv, {"--config"}, {"--help"});
-  if (!args.ok()) return Usage("check", args.error(), kUsage);
-  if (args.Has("--help")) {
-    std::fputs(kUsage, stdout);
-    return kExitOk;
-  }
-  auto loaded = Load(args);
-  if (!loaded) return Fail("check", loaded.error().message);
-  int errors = 0, warnings = 0;
-  for (const auto& w : conf::CheckPractices(loaded->config)) {
-    std::printf("warning: %s\n", w.c_str());
-    ++warnings;
-  }
-  auto checker = keystore::DnsChecker::Create(DnsOptionsFrom(loaded->config));
-  if (!checker) return Fail("check", checker.error().message);
-  const auto now = Now();
-  const std::string dir = loaded->config.keystore.directory;
-  for (const auto& k : loaded->keys) {
-    const std::string name = k.selector + "._domainkey." + k.domain;
-    if (k.state != KeyState::kRevoked) {
-      auto pem = util::ReadSecretFile(keystore::KeyPath(dir, k));
-      if (!pem) {
-        std::printf("error: %s: %s\n", name.c_str(), pem.error().message.c_str());
-        ++errors;
-      }
-    }
-    if (const auto* p = PolicyFor(*loaded, k)) {
-      auto next = keystore::NextStepOf(k, loaded->keys, *p, loaded->rotation.min_propagation,
-                                       HasHook(loaded->config, k.domain), now);
-      if (next.late) {
-        std::printf("warning: %s: rotation is late (due %s) and no key is ready\n", name.c_str(),
-                    next.when ? keystore::Rfc3339(*next.when).c_str() : "?");
-        ++warnings;
-      }
-    }
-    if (k.state == KeyState::kPending) continue;
-    auto r = (*checker)->Check(k.domain, k.selector, k.algorithm,
-                               k.state == KeyState::kRevoked ? "" : k.public_key);
-    for (const auto& w : r.warnings) {
-      std::printf("warning: %s: %s\n", name.c_str(), w.c_str());
-      ++warnings;
-    }
-    if (r.as_expected) {
-      std::printf("ok: %s (%s) %s\n", name.c_str(), std::string(keystore::KeyStateName(k.state)).c_str(),
-                  k.state == KeyState::kRevoked ? "revoked in DNS" : "served by DNS");
-    } else {
-      std::printf("error: %s (%s): DNS %s: %s\n", name.c_str(), std::string(keystore::KeyStateName(k.state)).c_str(),
-                  std::string(keystore::DnsVerdictName(r.verdict)).c_str(), r.detail.c_str());
-      ++errors;
-    }
-  }
-  std::printf("%d error(s), %d warning(s)\n", errors, warnings);
-  return errors ? kExitFailure : kExitOk;
-}
-
 int RunRotate(std::span<char*> argv) {
   static constexpr const char* kUsage =
       "usage: dkimrotor rotate -c FILE --domain D\n"

@@ -135,6 +135,12 @@ KeyRecordCheck CheckKeyRecord(std::string_view txt_joined, signer::Algorithm exp
   auto key = signer::PublicKey::FromDkim(expected, *p);
   if (key) {
     check.key_bits = (*key)->bits();
+    // RFC 8301 lets verifiers accept 1024 bits but asks signers for 2048: such a key works
+    // today, so this is advice, not a failure.
+    if (expected == signer::Algorithm::kRsaSha256 && check.key_bits < kRecommendedRsaBits)
+      check.warnings.push_back("p= is an RSA key of " + std::to_string(check.key_bits) +
+                               " bits, below the 2048 RFC 8301 asks signers for (receivers "
+                               "treat such keys with suspicion): set bits = 2048 and rotate");
   } else {
     int bits = expected == signer::Algorithm::kRsaSha256 ? RsaBits(*der) : 0;
     if (bits > 0 && bits < signer::kMinRsaBits) {

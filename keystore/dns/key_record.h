@@ -28,7 +28,8 @@ struct KeyRecordCheck {
   bool as_expected = false;
   // Names the problem and the fix; empty for an expected record.
   std::string detail;
-  // Problems that do not stop verification, e.g. "t=y" (testing mode) left on.
+  // Problems that do not stop verification: "t=y" (testing mode) left on, or an RSA key below
+  // kRecommendedRsaBits.
   std::vector<std::string> warnings;
   // The published key's size in bits when it could be decoded (0 otherwise).
   int key_bits = 0;
@@ -44,5 +45,8 @@ KeyRecordCheck CheckKeyRecord(std::string_view txt_joined, signer::Algorithm exp
 std::vector<std::string> SplitTxtStrings(std::string_view value);
 
 inline constexpr size_t kMaxTxtStringBytes = 255;
+
+// RFC 8301 3.2: signers MUST use at least 1024 bits and SHOULD use 2048.
+inline constexpr int kRecommendedRsaBits = 2048;
 
 }  // namespace dkimrotor::keystore

@@ -35,6 +35,16 @@ const std::string& OtherRsaP() {
   return p;
 }
 
+// The size RFC 8301 asks for: no size warning.
+const std::string& Rsa2048P() {
+  static const std::string p = [] {
+    auto key = signer::PrivateKey::Generate(Algorithm::kRsaSha256, 2048);
+    EXPECT_TRUE(key.has_value());
+    return key ? (*key)->dkim_public_key() : std::string();
+  }();
+  return p;
+}
+
 const std::string& Ed25519P() {
   static const std::string p = [] {
     auto key = signer::PrivateKey::Generate(Algorithm::kEd25519Sha256, 0);
@@ -58,12 +68,23 @@ std::string Rsa512P() {
 }
 
 TEST(KeyRecord, MatchesTheExpectedRsaKey) {
-  auto check = CheckKeyRecord("v=DKIM1; k=rsa; p=" + RsaP(), Algorithm::kRsaSha256, RsaP());
+  auto check = CheckKeyRecord("v=DKIM1; k=rsa; p=" + Rsa2048P(), Algorithm::kRsaSha256, Rsa2048P());
   EXPECT_EQ(check.verdict, V::kMatches) << check.detail;
   EXPECT_TRUE(check.as_expected);
   EXPECT_TRUE(check.detail.empty());
   EXPECT_TRUE(check.warnings.empty());
+  EXPECT_EQ(check.key_bits, 2048);
+}
+
+TEST(KeyRecord, RsaKeyBelow2048BitsIsAWarning) {
+  auto check = CheckKeyRecord("v=DKIM1; k=rsa; p=" + RsaP(), Algorithm::kRsaSha256, RsaP());
+  EXPECT_EQ(check.verdict, V::kMatches) << check.detail;
+  EXPECT_TRUE(check.as_expected);
   EXPECT_EQ(check.key_bits, 1024);
+  ASSERT_EQ(check.warnings.size(), 1u);
+  EXPECT_NE(check.warnings[0].find("RSA key of 1024 bits"), std::string::npos) << check.warnings[0];
+  EXPECT_NE(check.warnings[0].find(": set bits = 2048 and rotate"), std::string::npos) << check.warnings[0];
+  EXPECT_TRUE(CheckKeyRecord("p=" + Ed25519P(), Algorithm::kEd25519Sha256, Ed25519P()).warnings.empty());
 }
 
 TEST(KeyRecord, MatchesWithoutVAndKTags) {
@@ -157,12 +178,12 @@ TEST(KeyRecord, ServiceTypeMustIncludeEmail) {
 }
 
 TEST(KeyRecord, TestingFlagIsAWarning) {
-  auto check = CheckKeyRecord("v=DKIM1; t=s:y; p=" + RsaP(), Algorithm::kRsaSha256, RsaP());
+  auto check = CheckKeyRecord("v=DKIM1; t=s:y; p=" + Rsa2048P(), Algorithm::kRsaSha256, Rsa2048P());
   EXPECT_EQ(check.verdict, V::kMatches) << check.detail;
   EXPECT_TRUE(check.as_expected);
   ASSERT_EQ(check.warnings.size(), 1u);
   EXPECT_NE(check.warnings[0].find("testing mode left on"), std::string::npos);
-  EXPECT_TRUE(CheckKeyRecord("t=s; p=" + RsaP(), Algorithm::kRsaSha256, RsaP()).warnings.empty());
+  EXPECT_TRUE(CheckKeyRecord("t=s; p=" + Rsa2048P(), Algorithm::kRsaSha256, Rsa2048P()).warnings.empty());
 }
 
 TEST(KeyRecord, VersionMustComeFirstAndBeDkim1) {
