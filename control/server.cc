@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <exception>
 #include <vector>
 
 namespace dkimrotor::control {
@@ -190,7 +191,13 @@ void ControlServer::Serve(int fd) {
   } else if (auto request = ParseRequest(*text); !request) {
     answer = Failure(request.error().message);
   } else {
-    answer = options_.handler(*request, peer);
+    // nlohmann::json throws on misuse; whatever a handler throws must not end the daemon.
+    try {
+      answer = options_.handler(*request, peer);
+    } catch (const std::exception& e) {
+      options_.log->error("control: {} failed unexpectedly: {}", CommandName(request->command), e.what());
+      answer = Failure(std::string("internal error: ") + e.what());
+    }
   }
   if (!answer.ok)
     options_.log->info("control: {} (uid {}, pid {}): refused: {}", peer.user, peer.uid, peer.pid, answer.error);
