@@ -1,11 +1,14 @@
-// `dkimrotor keys | dns | check | rotate`: the keystore seen and steered from the command line.
-// keys, dns and check only read the state, so they work while the daemon runs; rotate and
-// keys import take the keystore's lock, as the daemon's rotation engine does.
+// `dkimrotor keys | dns | check | rotate | status`: the keystore seen and steered from the
+// command line. When a daemon answers on the keystore's control.sock, keys, keys import,
+// rotate and status go through it (it is the keystore's only writer while it runs, and keys
+// shows what it holds); otherwise keys reads the state file, and rotate and keys import take
+// the keystore's lock and work on it directly. dns and check only read the state.
 #include <sys/stat.h>
 
 #include <cstdio>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -16,9 +19,13 @@
 #include "cli/wiring.h"
 #include "conf/loader.h"
 #include "conf/practices.h"
+#include "control/client.h"
+#include "control/key_report.h"
+#include "control/protocol.h"
 #include "keystore/dns/dns_checker.h"
 #include "keystore/dns/key_record.h"
 #include "keystore/keystore_world.h"
+#include "keystore/rotation/admin_commands.h"
 #include "keystore/rotation/rotation_engine.h"
 #include "keystore/storage/state_store.h"
 #include "signer/algorithm.h"
@@ -58,12 +65,6 @@ util::Result<Loaded> Load(const Args& args) {
   return l;
 }
 
-const keystore::StreamPolicy* PolicyFor(const Loaded& l, const KeyInfo& k) {
-  for (const auto& p : l.rotation.streams)
-    if (p.domain == k.domain && p.algorithm == k.algorithm) return &p;
-  return nullptr;
-}
-
 bool HasHook(const conf::Config& c, const std::string& domain) {
   for (const auto& d : c.domains)
     if (d.domain == domain) return !d.publish_hook.empty();
@@ -74,11 +75,63 @@ keystore::TimePoint Now() {
   return std::chrono::time_point_cast<std::chrono::seconds>(keystore::Clock::now());
 }
 
+// Long enough for a command that waits for a rotation step in flight (a slow hook).
+constexpr std::chrono::seconds kDaemonTimeout{90};
+
+// The running daemon's answer, or nullopt when no daemon answers on the keystore's control
+// socket (the caller then works on the keystore itself). An error: a daemon is there but the
+// exchange failed.
+util::Result<std::optional<control::Answer>> AskDaemon(const conf::Config& config, const control::Request& request) {
+  auto answer = control::Call(control::SocketPath(config.keystore.directory), request, kDaemonTimeout);
+  if (answer) return std::optional<control::Answer>(std::move(*answer));
+  if (answer.error().code == util::ErrorCode::kNotFound) return std::optional<control::Answer>();
+  return util::Err(answer.error().code, answer.error().message);
+}
+
+control::Request RequestOf(control::Command command) {
+  control::Request r;
+  r.command = command;
+  return r;
+}
+
+util::Result<conf::Config> LoadConfigOnly(const Args& args) {
+  auto path = args.Get("--config");
+  if (!path) return util::Err(util::ErrorCode::kInvalidArgument, "-c FILE is required");
+  return conf::LoadConfig(*path);
+}
+
+std::string Text(const nlohmann::json& j) { return j.is_string() ? j.get<std::string>() : std::string(); }
+
+void PrintKeysTable(const nlohmann::json& report) {
+  std::printf("%-16s %-34s %-20s %-9s %-21s %s\n", "DOMAIN", "SELECTOR", "ALGORITHM", "STATE", "SINCE", "NEXT");
+  for (const auto& d : report["domains"]) {
+    if (d["keys"].empty()) std::printf("%-16s (no keys yet)\n", Text(d["domain"]).c_str());
+    for (const auto& k : d["keys"]) {
+      std::string next = "-";
+      if (k.contains("next_step")) {
+        next = Text(k["next_step"]) + (k["next_step_at"].is_string() ? " at " + Text(k["next_step_at"]) : "") +
+               (k["rotation_late"].is_boolean() && k["rotation_late"].get<bool>() ? " [LATE]" : "");
+      } else if (Text(k["state"]) != "revoked") {
+        next = "not in the configuration any more";
+      }
+      const std::string alg = Text(k["algorithm"]) + "/" + std::to_string(k["bits"].get<int>());
+      std::printf("%-16s %-34s %-20s %-9s %-21s %s\n", Text(d["domain"]).c_str(), Text(k["selector"]).c_str(),
+                  alg.c_str(), Text(k["state"]).c_str(), Text(k["since"]).c_str(), next.c_str());
+    }
+  }
+}
+
+void PrintTransitions(const nlohmann::json& result) {
+  if (result.contains("transitions"))
+    for (const auto& t : result["transitions"]) std::printf("%s\n", Text(t).c_str());
+}
+
 constexpr const char* kKeysUsage =
     "usage: dkimrotor keys -c FILE [--json]\n"
     "       dkimrotor keys import -c FILE --domain D --selector S --key FILE.pem\n"
     "Lists every key: state, since when, and what happens next. 'import' adds an existing key;\n"
-    "it enters as pending and goes through the same DNS check as a generated one.\n";
+    "it enters as pending and goes through the same DNS check as a generated one.\n"
+    "With a daemon running, both go through it (the keys it holds; it imports the key itself).\n";
 
 int ImportKey(const Args& args) {
   auto loaded = Load(args);
@@ -88,42 +141,27 @@ int ImportKey(const Args& args) {
   auto file = args.Get("--key");
   if (!domain || !selector || !file) return Usage("keys import", "--domain, --selector and --key are required", kKeysUsage);
   const auto& config = loaded->config;
-  bool configured = false;
-  for (const auto& d : config.domains) configured |= d.domain == *domain;
-  if (!configured) return Fail("keys import", "domain " + *domain + " is not in the configuration");
-  if (auto st = signer::ValidateDnsName(*selector, "selector"); !st) return Fail("keys import", st.error().message);
+  auto pem = util::ReadSecretFile(*file);
+  if (!pem) return Fail("keys import", pem.error().message);
+  auto daemon = AskDaemon(config, {control::Command::kImport, *domain, *selector, false, *pem});
+  if (!daemon) return Fail("keys import", daemon.error().message);
+  if (*daemon) {
+    const control::Answer& a = **daemon;
+    if (!a.ok) return Fail("keys import", "the daemon refused: " + a.error);
+    std::printf("imported %s (%s, %d bits) into the running daemon as pending: it signs once DNS serves it\n",
+                Text(a.result["imported"]).c_str(), Text(a.result["algorithm"]).c_str(), a.result["bits"].get<int>());
+    return kExitOk;
+  }
   auto lock = keystore::KeystoreLock::Acquire(config.keystore.directory);
   if (!lock) return Fail("keys import", lock.error().message);
   auto keys = keystore::LoadState(config.keystore.directory);  // again, under the lock
   if (!keys) return Fail("keys import", keys.error().message);
-  for (const auto& k : *keys)
-    if (k.domain == *domain && k.selector == *selector)
-      return Fail("keys import", "selector " + *selector + " of " + *domain +
-                                     " exists already (state " + std::string(keystore::KeyStateName(k.state)) +
-                                     "): selectors are never reused");
-  auto pem = util::ReadSecretFile(*file);
-  if (!pem) return Fail("keys import", pem.error().message);
-  auto key = signer::PrivateKey::FromPem(*pem);
-  if (!key) return Fail("keys import", "key file " + *file + ": " + key.error().message);
-  const signer::Algorithm algorithm = (*key)->algorithm();
-  bool stream = false;
-  for (const auto& p : loaded->rotation.streams) stream |= p.domain == *domain && p.algorithm == algorithm;
-  if (!stream)
-    return Fail("keys import", *domain + " does not sign with " + std::string(signer::AlgorithmName(algorithm)) +
-                                   " (its algorithms setting)");
-  KeyInfo k;
-  k.domain = *domain;
-  k.selector = *selector;
-  k.algorithm = algorithm;
-  k.bits = (*key)->bits();
-  k.state = KeyState::kPending;
-  k.created = k.state_since = Now();
-  k.public_key = (*key)->dkim_public_key();
+  auto imported = keystore::PrepareImport(loaded->rotation, *keys, *domain, *selector, *pem, "key file " + *file, Now());
+  if (!imported) return Fail("keys import", imported.error().message);
+  const KeyInfo& k = imported->info;
   const std::string dir = config.keystore.directory;
   ::mkdir((dir + "/keys").c_str(), 0700);
-  auto pem_out = (*key)->ToPem();
-  if (!pem_out) return Fail("keys import", pem_out.error().message);
-  if (auto st = util::WriteFileAtomically(keystore::KeyPath(dir, k), *pem_out, 0600); !st)
+  if (auto st = util::WriteFileAtomically(keystore::KeyPath(dir, k), imported->pem, 0600); !st)
     return Fail("keys import", st.error().message);
   keys->push_back(k);
   if (auto st = keystore::SaveState(dir, *keys); !st) return Fail("keys import", st.error().message);
@@ -143,60 +181,30 @@ int RunKeys(std::span<char*> argv) {
   }
   if (!args.positional().empty() && args.positional()[0] == "import") return ImportKey(args);
   if (!args.positional().empty()) return Usage("keys", "unknown argument " + args.positional()[0], kKeysUsage);
-  auto loaded = Load(args);
-  if (!loaded) return Fail("keys", loaded.error().message);
-  const auto now = Now();
-  std::map<std::string, std::vector<const KeyInfo*>> by_domain;
-  for (const auto& d : loaded->config.domains) by_domain[d.domain];
-  for (const auto& k : loaded->keys) by_domain[k.domain].push_back(&k);
-
+  auto config = LoadConfigOnly(args);
+  if (!config) return Fail("keys", config.error().message);
+  nlohmann::json report;
+  auto daemon = AskDaemon(*config, RequestOf(control::Command::kKeys));
+  if (!daemon) return Fail("keys", daemon.error().message);
+  if (*daemon) {
+    if (!(*daemon)->ok) return Fail("keys", "the daemon refused: " + (*daemon)->error);
+    report = std::move((*daemon)->result);
+  } else {
+    auto loaded = Load(args);
+    if (!loaded) return Fail("keys", loaded.error().message);
+    control::KeyReportInput in;
+    in.keys = &loaded->keys;
+    in.rotation = &loaded->rotation;
+    for (const auto& d : loaded->config.domains) in.domains.push_back(d.domain);
+    in.has_hook = [&](const std::string& domain) { return HasHook(loaded->config, domain); };
+    in.now = Now();
+    report = control::KeysReport(in);
+  }
   if (args.Has("--json")) {
-    nlohmann::json root;
-    root["domains"] = nlohmann::json::array();
-    for (const auto& [domain, keys] : by_domain) {
-      nlohmann::json d;
-      d["domain"] = domain;
-      d["keys"] = nlohmann::json::array();
-      for (const KeyInfo* k : keys) {
-        nlohmann::json j;
-        j["selector"] = k->selector;
-        j["algorithm"] = std::string(signer::AlgorithmName(k->algorithm));
-        j["bits"] = k->bits;
-        j["state"] = std::string(keystore::KeyStateName(k->state));
-        j["created"] = keystore::Rfc3339(k->created);
-        j["since"] = keystore::Rfc3339(k->state_since);
-        if (const auto* p = PolicyFor(*loaded, *k)) {
-          auto next = keystore::NextStepOf(*k, loaded->keys, *p, loaded->rotation.min_propagation,
-                                           HasHook(loaded->config, k->domain), now);
-          j["next_step"] = next.what;
-          j["next_step_at"] = next.when ? nlohmann::json(keystore::Rfc3339(*next.when)) : nlohmann::json();
-          j["rotation_late"] = next.late;
-        }
-        d["keys"].push_back(std::move(j));
-      }
-      root["domains"].push_back(std::move(d));
-    }
-    std::cout << root.dump(2) << "\n";
+    std::cout << report.dump(2) << "\n";
     return kExitOk;
   }
-  std::printf("%-16s %-34s %-20s %-9s %-21s %s\n", "DOMAIN", "SELECTOR", "ALGORITHM", "STATE", "SINCE", "NEXT");
-  for (const auto& [domain, keys] : by_domain) {
-    if (keys.empty()) std::printf("%-16s (no keys yet)\n", domain.c_str());
-    for (const KeyInfo* k : keys) {
-      std::string next = "-";
-      if (const auto* p = PolicyFor(*loaded, *k)) {
-        auto n = keystore::NextStepOf(*k, loaded->keys, *p, loaded->rotation.min_propagation,
-                                      HasHook(loaded->config, k->domain), now);
-        next = n.what + (n.when ? " at " + keystore::Rfc3339(*n.when) : "") + (n.late ? " [LATE]" : "");
-      } else if (k->state != KeyState::kRevoked) {
-        next = "not in the configuration any more";
-      }
-      std::string alg = std::string(signer::AlgorithmName(k->algorithm)) + "/" + std::to_string(k->bits);
-      std::printf("%-16s %-34s %-20s %-9s %-21s %s\n", k->domain.c_str(), k->selector.c_str(), alg.c_str(),
-                  std::string(keystore::KeyStateName(k->state)).c_str(),
-                  keystore::Rfc3339(k->state_since).c_str(), next.c_str());
-    }
-  }
+  PrintKeysTable(report);
   return kExitOk;
 }
 
@@ -230,10 +238,14 @@ int RunDns(std::span<char*> argv) {
 int RunRotate(std::span<char*> argv) {
   static constexpr const char* kUsage =
       "usage: dkimrotor rotate -c FILE --domain D\n"
-      "       dkimrotor rotate -c FILE --domain D --emergency --selector S\n"
+      "       dkimrotor rotate -c FILE --domain D --emergency --selector S [--force]\n"
       "Performs one ordinary rotation step now; with --emergency takes S out of signing at once\n"
-      "and revokes it without grace. Takes the keystore's lock: stop the daemon first.\n";
-  Args args(argv, {"--config", "--domain", "--selector"}, {"--emergency", "--help"});
+      "(a ready spare takes over) and revokes it without grace (v=DKIM1; p= to the publish hook).\n"
+      "Revoking the last active key of an algorithm with no ready spare is refused unless --force:\n"
+      "the domain's mail would go out without that signature. With a daemon running the command\n"
+      "goes through it, and returns once S signs nothing more; otherwise it takes the keystore's\n"
+      "lock and works on the keystore directly.\n";
+  Args args(argv, {"--config", "--domain", "--selector"}, {"--emergency", "--force", "--help"});
   if (!args.ok()) return Usage("rotate", args.error(), kUsage);
   if (args.Has("--help")) {
     std::fputs(kUsage, stdout);
@@ -243,6 +255,30 @@ int RunRotate(std::span<char*> argv) {
   if (!domain) return Usage("rotate", "--domain is required", kUsage);
   if (args.Has("--emergency") != args.Get("--selector").has_value())
     return Usage("rotate", "--emergency and --selector go together", kUsage);
+  if (args.Has("--force") && !args.Has("--emergency")) return Usage("rotate", "--force goes with --emergency", kUsage);
+  const bool emergency = args.Has("--emergency");
+  auto config = LoadConfigOnly(args);
+  if (!config) return Fail("rotate", config.error().message);
+  control::Request request;
+  request.command = emergency ? control::Command::kEmergency : control::Command::kRotate;
+  request.domain = *domain;
+  request.selector = args.Get("--selector").value_or("");
+  request.force = args.Has("--force");
+  auto daemon = AskDaemon(*config, request);
+  if (!daemon) return Fail("rotate", daemon.error().message);
+  if (*daemon) {
+    const control::Answer& a = **daemon;
+    if (!a.ok) return Fail("rotate", "the daemon refused: " + a.error);
+    PrintTransitions(a.result);
+    if (emergency) {
+      std::printf("emergency: %s signs nothing more (%s); v=DKIM1; p= goes to the publish hook now\n",
+                  Text(a.result["revoked"]).c_str(),
+                  a.result["replaced_by"].is_string() ? ("replaced by " + Text(a.result["replaced_by"])).c_str()
+                                                      : "no ready key replaced it");
+      if (a.result.contains("warning")) std::fprintf(stderr, "warning: %s\n", Text(a.result["warning"]).c_str());
+    }
+    return kExitOk;
+  }
   auto loaded = Load(args);
   if (!loaded) return Fail("rotate", loaded.error().message);
   auto lock = keystore::KeystoreLock::Acquire(loaded->config.keystore.directory);
@@ -259,12 +295,69 @@ int RunRotate(std::span<char*> argv) {
   };
   keystore::KeystoreWorld world(world_options);
   keystore::SnapshotHolder holder;
+  if (emergency) {
+    bool leaves_unsigned = false;
+    if (auto st = keystore::CheckEmergency(loaded->rotation, *keys, *domain, *args.Get("--selector"),
+                                           args.Has("--force"), &leaves_unsigned);
+        !st)
+      return Fail("rotate", st.error().message);
+  }
   keystore::RotationEngine engine(loaded->rotation, std::move(*keys), &world, &holder);
   if (auto st = engine.Start(); !st) return Fail("rotate", st.error().message);
-  util::Status st = args.Has("--emergency") ? engine.EmergencyRevoke(*domain, *args.Get("--selector"))
+  util::Status st = emergency ? engine.EmergencyRevoke(*domain, *args.Get("--selector"))
                                             : engine.Rotate(*domain);
   if (!st) return Fail("rotate", st.error().message);
   if (auto step = engine.Step(); !step) return Fail("rotate", step.error().message);  // revoke now
+  return kExitOk;
+}
+
+int RunStatus(std::span<char*> argv) {
+  static constexpr const char* kUsage =
+      "usage: dkimrotor status -c FILE [--json]\n"
+      "Asks the running daemon (through control.sock in the keystore) for its pid, uptime,\n"
+      "version, message counters and each domain's next step and problems. Exits 0 when the\n"
+      "daemon answers, 3 when none runs.\n";
+  Args args(argv, {"--config"}, {"--json", "--help"});
+  if (!args.ok()) return Usage("status", args.error(), kUsage);
+  if (args.Has("--help")) {
+    std::fputs(kUsage, stdout);
+    return kExitOk;
+  }
+  auto config = LoadConfigOnly(args);
+  if (!config) return Fail("status", config.error().message);
+  auto daemon = AskDaemon(*config, RequestOf(control::Command::kStatus));
+  if (!daemon) return Fail("status", daemon.error().message);
+  if (!*daemon) {
+    if (args.Has("--json")) {
+      std::cout << nlohmann::json{{"running", false}}.dump(2) << "\n";
+    } else {
+      std::printf("dkimrotor is not running (nothing answers on %s)\n",
+                  control::SocketPath(config->keystore.directory).c_str());
+    }
+    return kExitNotRunning;
+  }
+  const control::Answer& a = **daemon;
+  if (!a.ok) return Fail("status", "the daemon refused: " + a.error);
+  nlohmann::json r = a.result;
+  if (args.Has("--json")) {
+    r["running"] = true;
+    std::cout << r.dump(2) << "\n";
+    return kExitOk;
+  }
+  const auto& m = r["messages"];
+  std::printf("dkimrotor %s running, pid %lld, up %lld s (since %s)%s\n", Text(r["version"]).c_str(),
+              r["pid"].get<long long>(), r["uptime_seconds"].get<long long>(), Text(r["started"]).c_str(),
+              r["stopping"].is_boolean() && r["stopping"].get<bool>() ? ", stopping" : "");
+  std::printf("messages: %llu signed, %llu unsigned, %llu tempfailed, %llu rejected, %d in flight\n",
+              m["signed"].get<unsigned long long>(), m["unsigned"].get<unsigned long long>(),
+              m["tempfailed"].get<unsigned long long>(), m["rejected"].get<unsigned long long>(),
+              m["in_flight"].get<int>());
+  for (const auto& d : r["domains"]) {
+    std::printf("%s: %d active key(s); next: %s%s\n", Text(d["domain"]).c_str(), d["active_keys"].get<int>(),
+                d["next_step"].is_string() ? Text(d["next_step"]).c_str() : "nothing scheduled",
+                d["next_step_at"].is_string() ? (" at " + Text(d["next_step_at"])).c_str() : "");
+    for (const auto& p : d["problems"]) std::printf("  problem: %s\n", Text(p).c_str());
+  }
   return kExitOk;
 }
 

@@ -17,6 +17,7 @@ constexpr const char* kUsage =
     "  dns     print the DNS records of every key, as zone-file lines\n"
     "  check   check configuration, key files and DNS; exit 1 on any error\n"
     "  rotate  one rotation step now, or an emergency revocation (--emergency)\n"
+    "  status  whether the daemon runs, its counters, and each domain's next step\n"
     "\n"
     "Run 'dkimrotor COMMAND --help' for a command's options.\n";
 
@@ -36,6 +37,7 @@ int main(int argc, char** argv) {
   if (command == "dns") return RunDns(rest);
   if (command == "check") return RunCheck(rest);
   if (command == "rotate") return RunRotate(rest);
+  if (command == "status") return RunStatus(rest);
   if (command == "--help" || command == "-h" || command == "help") {
     std::fputs(kUsage, stdout);
     return kExitOk;

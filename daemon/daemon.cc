@@ -25,6 +25,7 @@ Daemon::Daemon(DaemonSettings settings, SettingsLoader reload, std::shared_ptr<s
 
 Daemon::~Daemon() {
   if (stopper_.joinable()) stopper_.join();
+  control_.reset();
   reloads_.reset();
   if (frontend_) frontend_->Stop();
   rotation_.reset();
@@ -48,6 +49,8 @@ util::Status Daemon::Run() {
   ASSIGN_OR_RETURN(auto keys, keystore::LoadState(settings.world.directory));
   ASSIGN_OR_RETURN(rotation_, RotationRunner::Start(RotationOf(settings), std::move(keys), &snapshots_, log_));
 
+  StartControl(settings);
+
   // If libmilter stops by itself, the main thread stops the rest: a signal to that thread
   // only (a process-wide one could reach libmilter's signal thread).
   frontend_->Start([main = main_thread_] { SignalThread(main, SIGTERM); });
@@ -69,6 +72,34 @@ util::Status Daemon::Run() {
   return util::Ok();
 }
 
+// After privileges are dropped, so the socket belongs to the daemon's user. A control channel
+// that cannot be opened leaves the daemon signing: admins fall back to stopping it.
+void Daemon::StartControl(const DaemonSettings& settings) {
+  ControlContext context;
+  context.rotation = rotation_.get();
+  context.service = service_.get();
+  context.snapshots = &snapshots_;
+  context.settings = [this] { return Settings(); };
+  context.log = log_;
+  context.audit = audit_ ? audit_ : log_;
+  context.started = std::chrono::system_clock::now();
+  control_service_ = std::make_unique<ControlService>(std::move(context));
+  control::ServerOptions options;
+  options.path = control::SocketPath(settings.world.directory);
+  options.handler = [service = control_service_.get()](const control::Request& r, const control::Peer& p) {
+    return service->Handle(r, p);
+  };
+  options.log = log_;
+  auto server = control::ControlServer::Start(std::move(options));
+  if (!server) {
+    log_->error("no control channel, `dkimrotor rotate` and friends need the daemon stopped: {}",
+                server.error().message);
+    return;
+  }
+  control_ = std::move(*server);
+  log_->info("control channel on {}", control::SocketPath(settings.world.directory));
+}
+
 // On the stopper thread, while the main thread goes on waiting for signals.
 void Daemon::Stop() {
   Notify("STOPPING=1");
@@ -83,7 +114,8 @@ void Daemon::Stop() {
                "applies its milter_default_action to them", left);
   reloads_->Shutdown();  // a SIGHUP already received still reloads, then no more
   frontend_->Stop();     // libmilter notices within its 5 s listener poll
-  rotation_->Stop();     // after its step in flight
+  rotation_->Stop();     // after its step in flight; commands still queued are answered
+  if (control_) control_->Stop();  // after the rotation thread: no command waits on it any more
   log_->info("stopped after signing {} message(s)", service_->counters().signed_messages.load());
   stopped_.store(true);
   SignalThread(main_thread_, kWakeSignal);

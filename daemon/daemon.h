@@ -4,7 +4,10 @@
 // other; a broken configuration is refused and the old one keeps serving), SIGTERM to a
 // stopper thread that lets the messages in flight finish, runs the reloads already asked for,
 // stops everything, and wakes the main thread (see daemon/signals.h for why it must always be
-// waiting). Every thread it starts is joined before Run() returns.
+// waiting). Once privileges are dropped it opens its control channel (control.sock in the
+// keystore, served by control::ControlServer's threads through ControlService), so an admin
+// steers the live daemon instead of stopping it. Every thread it starts is joined before
+// Run() returns.
 // Owns everything it starts; shares the loggers made by its caller.
 // Thread-safety: Run() once, on the main thread, after BlockDaemonSignals().
 #pragma once
@@ -16,6 +19,8 @@
 #include <pthread.h>
 #include <spdlog/logger.h>
 
+#include "control/server.h"
+#include "daemon/control_service.h"
 #include "daemon/daemon_settings.h"
 #include "daemon/milter_frontend.h"
 #include "daemon/reload_worker.h"
@@ -44,6 +49,7 @@ class Daemon {
   util::Status Run();
 
  private:
+  void StartControl(const DaemonSettings& settings) EXCLUDES(mu_);
   void Reload() EXCLUDES(mu_);
   void Stop() EXCLUDES(mu_);
   DaemonSettings Settings() const EXCLUDES(mu_);
@@ -61,6 +67,8 @@ class Daemon {
   std::unique_ptr<keystore::KeystoreLock> lock_;
   std::unique_ptr<RotationRunner> rotation_;
   std::unique_ptr<ReloadWorker> reloads_;
+  std::unique_ptr<ControlService> control_service_;     // outlives the server that calls it
+  std::unique_ptr<control::ControlServer> control_;  // null if its socket could not be opened
   std::thread stopper_;           // main thread only
   std::atomic<bool> stopped_{false};  // the stopper has finished
 };

@@ -74,6 +74,17 @@ void RotationRunner::Stop() {
   thread_.reset();
 }
 
+util::Status RotationRunner::Execute(std::function<util::Status(keystore::RotationEngine&)> work,
+                                     std::chrono::milliseconds timeout) {
+  auto command = std::make_shared<keystore::RotationCommand>(std::move(work));
+  {
+    util::MutexLock lock(&mu_);
+    if (!thread_) return util::Err(util::ErrorCode::kInternal, "the rotation engine has stopped (the daemon is stopping)");
+    thread_->Post(command);
+  }
+  return command->Wait(timeout);
+}
+
 std::vector<keystore::KeyInfo> RotationRunner::Keys() const {
   util::MutexLock lock(&mu_);
   return engine_ ? engine_->Keys() : std::vector<keystore::KeyInfo>{};

@@ -3,7 +3,8 @@
 // (a slow publish hook, a DNS check) finishes and commits first; only then are the engine's
 // keys taken to build the new engine. If the new engine does not start, the old one resumes.
 // Owns the world, the engine and the thread; borrows the SnapshotHolder, which must outlive it.
-// Thread-safety: every method may be called from any thread; they run one at a time.
+// Thread-safety: every method may be called from any thread; they run one at a time, except
+// that Execute() waits for its command outside the lock.
 #pragma once
 
 #include <chrono>
@@ -48,6 +49,12 @@ class RotationRunner {
   util::Status Reconfigure(RotationRunnerOptions options) EXCLUDES(mu_);
   // Stops the thread after its step in flight. Idempotent; Reconfigure() after it fails.
   void Stop() EXCLUDES(mu_);
+  // Runs `work` on the rotation thread (the engine is single-threaded), before its next step,
+  // and returns its outcome; a step follows at once. If the thread has not taken it within
+  // `timeout`, it never runs and an error says so. Fails at once after Stop(); a command still
+  // queued when a reload or Stop() ends the thread fails without running.
+  util::Status Execute(std::function<util::Status(keystore::RotationEngine&)> work,
+                       std::chrono::milliseconds timeout) EXCLUDES(mu_);
   // The keys as the engine last committed them.
   std::vector<keystore::KeyInfo> Keys() const EXCLUDES(mu_);
 

@@ -13,6 +13,9 @@
 #include <string_view>
 #include <vector>
 
+#include "util/mutex.h"
+#include "util/thread_annotations.h"
+
 #include "signer/signing_key.h"
 
 namespace dkimrotor::keystore {
@@ -42,14 +45,31 @@ class SigningSnapshot {
   uint64_t generation_;
 };
 
-// The atomic slot the engine publishes into and signing threads read from.
+// The atomic slot the engine publishes into and signing threads read from. It also remembers
+// the snapshots it replaced while a message still holds one, so an emergency revocation can
+// wait until no message can sign with the revoked key any more.
+// Thread-safety: Load() is lock-free (the hot path); Store() and ReplacedInUse() take a mutex.
 class SnapshotHolder {
  public:
   std::shared_ptr<const SigningSnapshot> Load() const { return current_.load(std::memory_order_acquire); }
-  void Store(std::shared_ptr<const SigningSnapshot> s) { current_.store(std::move(s), std::memory_order_release); }
+  void Store(std::shared_ptr<const SigningSnapshot> s) EXCLUDES(mu_) {
+    auto old = current_.exchange(std::move(s), std::memory_order_acq_rel);
+    util::MutexLock lock(&mu_);
+    std::erase_if(replaced_, [](const auto& w) { return w.expired(); });
+    if (old) replaced_.push_back(old);
+  }
+  // Snapshots replaced by Store() that something (a message in flight) still holds.
+  size_t ReplacedInUse() const EXCLUDES(mu_) {
+    util::MutexLock lock(&mu_);
+    size_t n = 0;
+    for (const auto& w : replaced_) n += w.expired() ? 0 : 1;
+    return n;
+  }
 
  private:
   std::atomic<std::shared_ptr<const SigningSnapshot>> current_;
+  mutable util::Mutex mu_;
+  std::vector<std::weak_ptr<const SigningSnapshot>> replaced_ GUARDED_BY(mu_);
 };
 
 }  // namespace dkimrotor::keystore

@@ -347,6 +347,19 @@ util::Status RotationEngine::EmergencyRevoke(const std::string& domain, const st
   return util::Ok();
 }
 
+util::Status RotationEngine::Import(KeyInfo key) {
+  std::vector<KeyInfo> next = keys();
+  if (Find(next, key.domain, key.selector) != nullptr)
+    return util::Err(util::ErrorCode::kInvalidArgument, "selector " + key.selector + " of " + key.domain +
+                                                            " exists already: selectors are never reused");
+  key.state = KeyState::kPending;
+  const std::string name = key.selector + "._domainkey." + key.domain;
+  next.push_back(std::move(key));
+  RETURN_IF_ERROR(Commit(std::move(next)));
+  world_->Log(LogLevel::kInfo, "imported key " + name + " (pending: waiting for DNS)");
+  return util::Ok();
+}
+
 void RotationEngine::PublishSnapshot() {
   std::map<std::string, std::vector<SigningSnapshot::KeyList>, std::less<>> by_domain;
   for (const auto& p : options_.streams) {

@@ -90,6 +90,9 @@ class RotationEngine {
   // `rotate --emergency`: takes the selector out of signing at once, revokes it without grace
   // and activates a ready key if there is one; otherwise the domain goes unsigned.
   util::Status EmergencyRevoke(const std::string& domain, const std::string& selector);
+  // `keys import` through the daemon: adds `key` (see PrepareImport) as pending; its key file
+  // must be in place already. Refuses a selector the domain has used.
+  util::Status Import(KeyInfo key);
 
   std::vector<KeyInfo> Keys() const EXCLUDES(mu_);
   const RotationOptions& options() const { return options_; }

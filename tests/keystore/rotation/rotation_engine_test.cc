@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "keystore/rotation/admin_commands.h"
 #include "keystore/rotation/rotation_thread.h"
 #include "keystore/storage/state_store.h"
 
@@ -428,6 +429,112 @@ TEST(RotationThread, StepsAtStartOnWakeUpAndStopsPromptly) {
     thread.WakeUp();
     EXPECT_EQ(wait_for_steps(thread, 2), 2u);
   }  // joins here; a stuck thread would hang the test, which ctest's timeout reports
+}
+
+// A posted command runs on the rotation thread, and a step follows it at once (the poll here
+// is an hour).
+TEST(RotationThread, PostedCommandsRunOnTheThreadThenAStep) {
+  FakeWorld world;
+  SnapshotHolder holder;
+  RotationEngine engine(Options(1), {}, &world, &holder);
+  ASSERT_TRUE(engine.Start().has_value());
+  RotationThread thread(&engine, std::chrono::hours(1), nullptr);
+  for (int i = 0; i < 5000 && thread.steps() < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_EQ(thread.steps(), 1u);
+  std::thread::id ran_on;
+  auto command = std::make_shared<RotationCommand>([&](RotationEngine& e) -> util::Status {
+    ran_on = std::this_thread::get_id();
+    EXPECT_EQ(&e, &engine);
+    return util::Err(util::ErrorCode::kNotFound, "told back");
+  });
+  thread.Post(command);
+  auto st = command->Wait(std::chrono::seconds(10));
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().message, "told back");
+  EXPECT_NE(ran_on, std::this_thread::get_id());
+  for (int i = 0; i < 5000 && thread.steps() < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_EQ(thread.steps(), 2u);
+}
+
+// A command still queued when the thread stops never runs; its waiter hears why. One whose
+// waiter gave up before it began never runs either.
+TEST(RotationThread, CommandsQueuedAtStopOrAbandonedNeverRun) {
+  FakeWorld world;
+  SnapshotHolder holder;
+  RotationEngine engine(Options(1), {}, &world, &holder);
+  ASSERT_TRUE(engine.Start().has_value());
+  auto thread = std::make_unique<RotationThread>(&engine, std::chrono::hours(1), nullptr);
+  std::atomic<bool> release{false}, began{false}, second_ran{false}, third_ran{false};
+  auto first = std::make_shared<RotationCommand>([&](RotationEngine&) -> util::Status {
+    began = true;
+    while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return util::Ok();
+  });
+  auto second = std::make_shared<RotationCommand>([&](RotationEngine&) -> util::Status {
+    second_ran = true;
+    return util::Ok();
+  });
+  auto third = std::make_shared<RotationCommand>([&](RotationEngine&) -> util::Status {
+    third_ran = true;
+    return util::Ok();
+  });
+  thread->Post(first);
+  for (int i = 0; i < 5000 && !began; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_TRUE(began);
+  thread->Post(third);
+  auto abandoned = third->Wait(std::chrono::milliseconds(10));
+  ASSERT_FALSE(abandoned.has_value());
+  EXPECT_NE(abandoned.error().message.find("nothing was done"), std::string::npos);
+  thread->Post(second);
+  std::thread stopper([&] { thread.reset(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  release = true;
+  EXPECT_TRUE(first->Wait(std::chrono::seconds(10)).has_value());
+  auto cancelled = second->Wait(std::chrono::seconds(10));
+  stopper.join();
+  ASSERT_FALSE(cancelled.has_value());
+  EXPECT_NE(cancelled.error().message.find("stopped"), std::string::npos);
+  EXPECT_FALSE(second_ran);
+  EXPECT_FALSE(third_ran);
+}
+
+TEST(AdminCommands, EmergencyOnTheLastKeyNeedsForceAndUnknownNamesAreClear) {
+  FakeWorld world;
+  SnapshotHolder holder;
+  auto options = Options(1);
+  options.streams[0].prepublish = 0;
+  RotationEngine engine(options, {}, &world, &holder);
+  ASSERT_TRUE(engine.Start().has_value());
+  ASSERT_NO_FATAL_FAILURE(StepHourly(engine, world, 4));
+  const auto keys = engine.Keys();
+  const std::string only = keys.at(0).selector;
+  bool leaves_unsigned = false;
+  auto refused = CheckEmergency(options, keys, "example.com", only, false, &leaves_unsigned);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_TRUE(leaves_unsigned);
+  EXPECT_NE(refused.error().message.find("--force"), std::string::npos) << refused.error().message;
+  EXPECT_TRUE(CheckEmergency(options, keys, "example.com", only, true, &leaves_unsigned).has_value());
+  auto unknown = CheckEmergency(options, keys, "example.com", "nope", false, &leaves_unsigned);
+  ASSERT_FALSE(unknown.has_value());
+  EXPECT_EQ(unknown.error().code, util::ErrorCode::kNotFound);
+  EXPECT_NE(unknown.error().message.find(only + " (active)"), std::string::npos) << unknown.error().message;
+  auto domain = CheckEmergency(options, keys, "other.example", only, false, &leaves_unsigned);
+  ASSERT_FALSE(domain.has_value());
+  EXPECT_EQ(domain.error().message, "domain other.example is not configured");
+}
+
+// A replaced snapshot counts as in use while a message holds it.
+TEST(SigningSnapshot, HolderKnowsWhichReplacedSnapshotsAreStillHeld) {
+  FakeWorld world;
+  SnapshotHolder holder;
+  RotationEngine engine(Options(1), {}, &world, &holder);
+  ASSERT_TRUE(engine.Start().has_value());
+  ASSERT_NO_FATAL_FAILURE(StepHourly(engine, world, 4));
+  auto held = holder.Load();
+  ASSERT_TRUE(engine.Rotate("example.com").has_value());
+  EXPECT_EQ(holder.ReplacedInUse(), 1u);
+  held.reset();
+  EXPECT_EQ(holder.ReplacedInUse(), 0u);
 }
 
 }  // namespace

@@ -1,0 +1,100 @@
+#include "control/key_report.h"
+
+#include <map>
+#include <optional>
+
+#include "signer/algorithm.h"
+
+namespace dkimrotor::control {
+namespace {
+
+using keystore::KeyInfo;
+using keystore::KeyState;
+
+const keystore::StreamPolicy* PolicyFor(const keystore::RotationOptions& r, const KeyInfo& k) {
+  for (const auto& p : r.streams)
+    if (p.domain == k.domain && p.algorithm == k.algorithm) return &p;
+  return nullptr;
+}
+
+std::optional<keystore::NextStep> NextOf(const KeyReportInput& in, const KeyInfo& k) {
+  const auto* p = PolicyFor(*in.rotation, k);
+  if (!p) return std::nullopt;
+  return keystore::NextStepOf(k, *in.keys, *p, in.rotation->min_propagation, in.has_hook(k.domain), in.now);
+}
+
+std::map<std::string, std::vector<const KeyInfo*>> ByDomain(const KeyReportInput& in) {
+  std::map<std::string, std::vector<const KeyInfo*>> by_domain;
+  for (const auto& d : in.domains) by_domain[d];
+  for (const auto& k : *in.keys) by_domain[k.domain].push_back(&k);
+  return by_domain;
+}
+
+}  // namespace
+
+nlohmann::json KeysReport(const KeyReportInput& in) {
+  nlohmann::json root;
+  root["domains"] = nlohmann::json::array();
+  for (const auto& [domain, keys] : ByDomain(in)) {
+    nlohmann::json d;
+    d["domain"] = domain;
+    d["keys"] = nlohmann::json::array();
+    for (const KeyInfo* k : keys) {
+      nlohmann::json j;
+      j["selector"] = k->selector;
+      j["algorithm"] = std::string(signer::AlgorithmName(k->algorithm));
+      j["bits"] = k->bits;
+      j["state"] = std::string(keystore::KeyStateName(k->state));
+      j["created"] = keystore::Rfc3339(k->created);
+      j["since"] = keystore::Rfc3339(k->state_since);
+      if (auto next = NextOf(in, *k)) {
+        j["next_step"] = next->what;
+        j["next_step_at"] = next->when ? nlohmann::json(keystore::Rfc3339(*next->when)) : nlohmann::json();
+        j["rotation_late"] = next->late;
+      }
+      d["keys"].push_back(std::move(j));
+    }
+    root["domains"].push_back(std::move(d));
+  }
+  return root;
+}
+
+nlohmann::json DomainSummaries(const KeyReportInput& in) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& [domain, keys] : ByDomain(in)) {
+    nlohmann::json d;
+    d["domain"] = domain;
+    d["problems"] = nlohmann::json::array();
+    int active = 0;
+    std::optional<keystore::TimePoint> next_at;
+    std::string next_what;
+    for (const KeyInfo* k : keys) {
+      const std::string name = k->selector + "._domainkey." + k->domain;
+      active += k->state == KeyState::kActive ? 1 : 0;
+      auto next = NextOf(in, *k);
+      if (!next) continue;
+      if (next->late) d["problems"].push_back(name + ": rotation late (" + next->what + ")");
+      if (k->emergency && k->state == KeyState::kRetiring)
+        d["problems"].push_back(name + ": revoked in an emergency, its revocation not yet published");
+      if (next->when && (!next_at || *next->when < *next_at)) {
+        next_at = next->when;
+        next_what = name + ": " + next->what;
+      }
+    }
+    for (const auto& p : in.rotation->streams) {
+      if (p.domain != domain) continue;
+      bool signs = false;
+      for (const KeyInfo* k : keys) signs |= k->algorithm == p.algorithm && k->state == KeyState::kActive;
+      if (!signs)
+        d["problems"].push_back("no active " + std::string(signer::AlgorithmName(p.algorithm)) +
+                                " key: mail goes out without that signature");
+    }
+    d["active_keys"] = active;
+    d["next_step"] = next_what.empty() ? nlohmann::json() : nlohmann::json(next_what);
+    d["next_step_at"] = next_at ? nlohmann::json(keystore::Rfc3339(*next_at)) : nlohmann::json();
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+}  // namespace dkimrotor::control
