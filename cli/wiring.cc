@@ -32,10 +32,7 @@ keystore::DnsCheckOptions DnsOptionsFrom(const conf::Config& config) {
   o.resolvers = config.dns.resolvers;
   o.check_authoritative = config.dns.check_authoritative;
   o.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(config.dns.timeout);
-  // A resolver on a port other than 53 is a lab or test setup whose authoritative servers
-  // listen on that port too (README: "DNS checks").
-  for (const auto& r : config.dns.resolvers)
-    if (r.port != 53) o.authoritative_port = r.port;
+  o.authoritative_port = config.dns.authoritative_port;
   return o;
 }
 

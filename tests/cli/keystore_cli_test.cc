@@ -37,6 +37,7 @@ class KeystoreCliTest : public ::testing::Test {
   void WriteConfig(const std::string& min_propagation, const std::string& hook = "") {
     std::ofstream(config_) << "keystore: { directory = \"" << knot_->dir() << "/keystore\"; };\n"
                            << "dns: { resolvers = [\"" << knot_->address() << "\"]; check_authoritative = true;\n"
+                           << "       authoritative_port = " << knot_->port() << ";\n"
                            << "       min_propagation = \"" << min_propagation << "\"; timeout = \"2s\"; };\n"
                            << "domains = ( { domain = \"example.test\"; stream = \"mta1\";\n"
                            << "  algorithms = [\"rsa-sha256\", \"ed25519-sha256\"]; bits = 1024;\n"
