@@ -165,6 +165,11 @@ int RunKeys(std::span<char*> argv) {
         j["state"] = std::string(keystore::KeyStateName(k->state));
         j["created"] = keystore::Rfc3339(k->created);
         j["since"] = keystore::Rfc3339(k->state_since);
+        // What the engine last saw in DNS when it was not the expected record.
+        j["dns_problem"] = k->dns_problem.empty() ? nlohmann::json() : nlohmann::json(k->dns_problem);
+        j["dns_mismatch_since"] = k->dns_mismatch_since
+                                      ? nlohmann::json(keystore::Rfc3339(*k->dns_mismatch_since))
+                                      : nlohmann::json();
         if (const auto* p = PolicyFor(*loaded, *k)) {
           auto next = keystore::NextStepOf(*k, loaded->keys, *p, loaded->rotation.min_propagation,
                                            HasHook(loaded->config, k->domain), now);

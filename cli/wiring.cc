@@ -9,6 +9,7 @@ util::Result<keystore::RotationOptions> RotationOptionsFrom(const conf::Config& 
   keystore::RotationOptions o;
   o.canonicalization = config.signing.canonicalization;
   o.min_propagation = config.dns.min_propagation;
+  o.poll = config.dns.poll;
   for (const auto& d : config.domains) {
     for (const auto& algorithm : d.algorithms) {
       keystore::StreamPolicy p;
