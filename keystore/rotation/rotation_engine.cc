@@ -198,14 +198,17 @@ bool RotationEngine::NoteDns(KeyInfo& key, DnsObservation seen, const std::strin
 }
 
 // DNS gets a fair chance first: the record must have been wrong for retry_min since the last
-// publish, doubling with each republish that did not help, up to retry_max.
+// publish, doubling with each republish that did not help, up to retry_max. A key published
+// by hand before a hook was configured counts from when the mismatch was first seen.
 bool RotationEngine::Republish(KeyInfo& key, bool revoke, TimePoint now) {
   const std::optional<TimePoint>& last = revoke ? key.revoke_published : key.published;
-  if (!world_->CanPublish(key.domain) || !last || !key.dns_mismatch_since) return false;
+  if (!world_->CanPublish(key.domain) || !key.dns_mismatch_since) return false;
+  if (!last && (revoke || key.state == KeyState::kPending)) return false;  // first publish pending
   Retry& r = republished_[Id(key)];
   const auto wait = std::min<std::chrono::seconds>(
       options_.retry_min * (1LL << std::min(r.failures, 20)), options_.retry_max);
-  if (now - std::max(*last, *key.dns_mismatch_since) < wait) return false;
+  const TimePoint since = last ? std::max(*last, *key.dns_mismatch_since) : *key.dns_mismatch_since;
+  if (now - since < wait) return false;
   if (!PublishWithBackoff(key, revoke, now)) return false;
   ++r.failures;
   (revoke ? key.revoke_published : key.published) = now;
@@ -286,7 +289,7 @@ util::Status RotationEngine::StepStream(const StreamPolicy& p, TimePoint now, bo
     std::vector<KeyInfo> next = keys();
     KeyInfo& k = *Find(next, p.domain, selector);
     bool dirty = false;
-    if (world_->CanPublish(p.domain) && !k.published) {
+    if (world_->CanPublish(p.domain) && !k.published && k.state == KeyState::kPending) {
       if (!PublishWithBackoff(k, false, now)) continue;
       k.published = now;
       dirty = true;
