@@ -4,7 +4,7 @@
 // or KeyTypeName.
 //
 // States (a key only ever moves forward along this list, or from active/ready/pending straight to
-// revoked in an emergency):
+// revoked in an emergency, or from ready back to pending when DNS stops serving it):
 //   pending  - generated, DNS not yet seen serving exactly this key for min_propagation
 //   ready    - DNS verified; a spare, waiting for its rotation step
 //   active   - signing
