@@ -9,6 +9,7 @@ util::Result<keystore::RotationOptions> RotationOptionsFrom(const conf::Config& 
   keystore::RotationOptions o;
   o.canonicalization = config.signing.canonicalization;
   o.min_propagation = config.dns.min_propagation;
+  o.poll = config.dns.poll;
   for (const auto& d : config.domains) {
     for (const auto& algorithm : d.algorithms) {
       keystore::StreamPolicy p;
@@ -32,10 +33,7 @@ keystore::DnsCheckOptions DnsOptionsFrom(const conf::Config& config) {
   o.resolvers = config.dns.resolvers;
   o.check_authoritative = config.dns.check_authoritative;
   o.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(config.dns.timeout);
-  // A resolver on a port other than 53 is a lab or test setup whose authoritative servers
-  // listen on that port too (README: "DNS checks").
-  for (const auto& r : config.dns.resolvers)
-    if (r.port != 53) o.authoritative_port = r.port;
+  o.authoritative_port = config.dns.authoritative_port;
   return o;
 }
 

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -90,6 +91,8 @@ struct DnsConfig {
   std::vector<util::ServerAddress> resolvers;
   // Before a new key signs, ask the domain's authoritative servers that they all serve it.
   bool check_authoritative = true;
+  // The port the authoritative servers are asked on: 53 on real networks, another in a lab.
+  uint16_t authoritative_port = 53;
   // And wait at least this long after it first appeared.
   seconds min_propagation{3600};
   seconds poll{60};

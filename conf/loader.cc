@@ -27,8 +27,8 @@ const Names kMilterSettings = {"socket", "on_error", "on_bad_message", "user", "
 const Names kSigningSettings = {"internal_hosts", "sign_authenticated", "canonicalization",
                                 "headers",        "oversign",           "signature_lifetime"};
 const Names kKeystoreSettings = {"directory"};
-const Names kDnsSettings = {"resolvers", "check_authoritative", "min_propagation", "poll",
-                            "timeout"};
+const Names kDnsSettings = {"resolvers", "check_authoritative", "authoritative_port",
+                            "min_propagation", "poll", "timeout"};
 const Names kLogSettings = {"target", "level", "audit"};
 const Names kDomainSettings = {"domain",       "stream",          "algorithms", "bits",
                                "active_keys",  "key_lifetime",    "prepublish", "grace",
@@ -408,6 +408,9 @@ class Loader {
         g, "resolvers", out.resolvers,
         [](std::string_view v) { return util::ServerAddress::Parse(v, 53); });
     ReadBool(g, "check_authoritative", out.check_authoritative);
+    int port = out.authoritative_port;
+    ReadInt(g, "authoritative_port", port, 1, 65535);
+    out.authoritative_port = static_cast<uint16_t>(port);
     ReadDuration(g, "min_propagation", out.min_propagation, seconds(0));
     ReadDuration(g, "poll", out.poll, seconds(1));
     ReadDuration(g, "timeout", out.timeout, seconds(1));

@@ -47,6 +47,10 @@ nlohmann::json KeysReport(const KeyReportInput& in) {
       j["state"] = std::string(keystore::KeyStateName(k->state));
       j["created"] = keystore::Rfc3339(k->created);
       j["since"] = keystore::Rfc3339(k->state_since);
+      // What the engine last saw in DNS when it was not the expected record.
+      j["dns_problem"] = k->dns_problem.empty() ? nlohmann::json() : nlohmann::json(k->dns_problem);
+      j["dns_mismatch_since"] =
+          k->dns_mismatch_since ? nlohmann::json(keystore::Rfc3339(*k->dns_mismatch_since)) : nlohmann::json();
       if (auto next = NextOf(in, *k)) {
         j["next_step"] = next->what;
         j["next_step_at"] = next->when ? nlohmann::json(keystore::Rfc3339(*next->when)) : nlohmann::json();
@@ -74,6 +78,9 @@ nlohmann::json DomainSummaries(const KeyReportInput& in) {
       auto next = NextOf(in, *k);
       if (!next) continue;
       if (next->late) d["problems"].push_back(name + ": rotation late (" + next->what + ")");
+      if (!k->dns_problem.empty() && k->state != KeyState::kRevoked)
+        d["problems"].push_back(name + " (" + std::string(keystore::KeyStateName(k->state)) +
+                                "): DNS does not serve the expected record: " + k->dns_problem);
       if (k->emergency && k->state == KeyState::kRetiring)
         d["problems"].push_back(name + ": revoked in an emergency, its revocation not yet published");
       if (next->when && (!next_at || *next->when < *next_at)) {

@@ -4,13 +4,16 @@
 // or KeyTypeName.
 //
 // States (a key only ever moves forward along this list, or from active/ready/pending straight to
-// revoked in an emergency):
+// revoked in an emergency, or from ready back to pending when DNS stops serving it):
 //   pending  - generated, DNS not yet seen serving exactly this key for min_propagation
 //   ready    - DNS verified; a spare, waiting for its rotation step
 //   active   - signing
 //   retiring - no longer signing, still published for `grace`
 //   revoked  - "v=DKIM1; p=" published and verified; the private key is destroyed
-// A selector is never reused, not even after revocation.
+// A selector is never reused, not even after revocation. DNS is watched for every key that
+// should be in it: a ready key whose record goes wrong goes back to pending, and an active
+// key whose record stays wrong for min_propagation retires when another verified key can
+// sign (see RotationEngine).
 #pragma once
 
 #include <chrono>
@@ -41,6 +44,12 @@ struct KeyInfo {
   TimePoint state_since{};                 // when it entered `state`
   std::optional<TimePoint> published;      // the publish hook succeeded
   std::optional<TimePoint> dns_ok_since;   // DNS has served exactly this key since then
+  // DNS has served another value or none since then (timeouts and SERVFAIL do not count, nor
+  // end it); cleared when DNS serves the expected record again. Kept for every key that
+  // should be in DNS, so a restart does not forget how long a mismatch has lasted.
+  std::optional<TimePoint> dns_mismatch_since;
+  std::string dns_problem;                 // the last check's finding when it was not the record
+                                           // expected ("missing: ..."); empty once it is
   std::optional<TimePoint> activated;
   std::optional<TimePoint> retired;
   std::optional<TimePoint> revoke_published;  // the revoke hook succeeded

@@ -1,9 +1,16 @@
 #include "keystore/dns/dns_checker.h"
 
+#include <arpa/inet.h>
 #include <arpa/nameser.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <map>
+#include <set>
 
 #include "keystore/dns/internal/ares_channel.h"
 #include "keystore/dns/internal/ares_response.h"
@@ -221,6 +228,43 @@ Zone FindZone(AresChannel& resolver, const std::string& name, Clock::time_point 
   return zone;
 }
 
+// Why this host cannot send to `address` at all, or "" when it can (or cannot tell). connect()
+// on a UDP socket sends nothing; it only looks up the route, and fails at once on a host
+// without that address family or without a route to the network, where a query would only
+// time out.
+std::string NoRoute(const util::ServerAddress& address) {
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+  if (address.family == AF_INET6) {
+    auto* s = reinterpret_cast<sockaddr_in6*>(&storage);
+    s->sin6_family = AF_INET6;
+    s->sin6_port = htons(address.port);
+    if (::inet_pton(AF_INET6, address.ip.c_str(), &s->sin6_addr) != 1) return "";
+    length = sizeof *s;
+  } else {
+    auto* s = reinterpret_cast<sockaddr_in*>(&storage);
+    s->sin_family = AF_INET;
+    s->sin_port = htons(address.port);
+    if (::inet_pton(AF_INET, address.ip.c_str(), &s->sin_addr) != 1) return "";
+    length = sizeof *s;
+  }
+  const char* family = address.family == AF_INET6 ? "IPv6" : "IPv4";
+  int fd = ::socket(address.family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    const int err = errno;
+    if (err == EAFNOSUPPORT || err == EPROTONOSUPPORT)
+      return std::string("this host has no ") + family + " (" + std::strerror(err) + ")";
+    return "";  // out of descriptors and the like: let the query itself fail
+  }
+  const int rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&storage), length);
+  const int err = errno;
+  ::close(fd);
+  if (rc == 0) return "";
+  if (err == ENETUNREACH || err == EHOSTUNREACH || err == EADDRNOTAVAIL || err == EAFNOSUPPORT)
+    return std::string("this host has no ") + family + " route to it (" + std::strerror(err) + ")";
+  return "";
+}
+
 // What one authoritative server says about link `index` of the chain `names`.
 void JudgeServer(const QueryOutcome& q, const std::vector<std::string>& names, size_t index,
                  signer::Algorithm alg, std::string_view expected_p, AuthoritativeCheck* check) {
@@ -354,6 +398,10 @@ void CheckAuthoritative(AresChannel& resolver, const DnsCheckOptions& options,
         continue;
       }
       for (const auto& address : addresses[ns]) {
+        if (std::string why = NoRoute(address); !why.empty()) {
+          new_ask(address.ToString(), "not asked: " + why)->check.unreachable = true;
+          continue;
+        }
         AresChannel::Options direct;
         direct.servers = {address};
         direct.tries = options.tries;
@@ -380,17 +428,33 @@ void CheckAuthoritative(AresChannel& resolver, const DnsCheckOptions& options,
   }
   internal::RunQueries(channels, queries, deadline);
 
+  // A server that answered on one of its addresses has answered: its other addresses may be
+  // unreachable from here or time out. Every address that answered must agree.
+  for (auto& ask : asks)
+    if (ask->channel && ask->check.detail.empty())
+      JudgeServer(Outcome(ask->query), names, ask->index, alg, expected_p, &ask->check);
+  std::set<std::pair<std::string, std::string>> answered;  // (name server, name)
+  for (const auto& ask : asks)
+    if (ask->check.verdict != DnsVerdict::kTemporaryFailure)
+      answered.emplace(ask->check.name_server, ask->check.name);
   bool disagree = false;
   bool temporary = !failures.empty();
   std::string problems;
   for (auto& ask : asks) {
-    if (ask->channel && ask->check.detail.empty())
-      JudgeServer(Outcome(ask->query), names, ask->index, alg, expected_p, &ask->check);
-    if (!ask->check.agrees) {
-      (ask->check.verdict == DnsVerdict::kTemporaryFailure ? temporary : disagree) = true;
+    const bool silent = ask->check.verdict == DnsVerdict::kTemporaryFailure;
+    const bool counts = !silent || !answered.count({ask->check.name_server, ask->check.name});
+    if (!ask->check.agrees && counts) {
+      (silent ? temporary : disagree) = true;
       problems += "; " + ask->check.name_server + " (" + ask->check.address + ") for " +
                   ask->check.name + ": " + std::string(DnsVerdictName(ask->check.verdict)) +
                   (ask->check.detail.empty() ? "" : ", " + ask->check.detail);
+    } else if (!ask->check.agrees) {
+      ask->check.ignored = true;
+      // A host without IPv6 is normal; a server address that does not answer is worth a word.
+      if (!ask->check.unreachable)
+        result->warnings.push_back(ask->check.name_server + " (" + ask->check.address + ") for " +
+                                 ask->check.name + ": " + ask->check.detail +
+                                 "; it answered on another address");
     }
     result->authoritative.push_back(std::move(ask->check));
   }
@@ -429,7 +493,7 @@ std::string_view DnsVerdictName(DnsVerdict v) {
 std::vector<std::string> DnsCheckResult::Disagreeing() const {
   std::vector<std::string> out;
   for (const auto& a : authoritative)
-    if (!a.agrees) out.push_back(a.name_server + " (" + a.address + ")");
+    if (!a.agrees && !a.ignored) out.push_back(a.name_server + " (" + a.address + ")");
   return out;
 }
 

@@ -30,11 +30,13 @@ struct DnsCheckOptions {
   // Once the resolvers serve the expected record, also ask every authoritative server of the
   // zone of each name on its CNAME chain (found through the resolvers) and require each of them
   // to serve the same: publication is then complete everywhere, not only where we looked.
+  // Each server must answer on at least one of its addresses; an address this host has no
+  // route to (an IPv6 address on an IPv4-only host) is skipped, one that times out is ignored
+  // when another address of the same server answered.
   bool check_authoritative = false;
-  // The port authoritative servers are asked on (53 but in tests).
+  // The port authoritative servers are asked on (dns.authoritative_port).
   uint16_t authoritative_port = 53;
-  // Also ask the servers' IPv6 addresses (AAAA); turn off on hosts without IPv6 routes, where
-  // every such query would time out.
+  // Also ask the servers' IPv6 addresses (AAAA). Hosts without IPv6 skip them anyway.
   bool authoritative_ipv6 = true;
   // The most one Check() may take, all its queries together.
   std::chrono::milliseconds timeout{5000};
@@ -64,6 +66,11 @@ struct AuthoritativeCheck {
   std::string name;         // the name asked
   DnsVerdict verdict = DnsVerdict::kTemporaryFailure;
   bool agrees = false;  // serves what the resolvers served
+  // Not asked: this host has no route to the address (no such address family, no route to
+  // the network). It counts neither way, as long as another address of the server answers.
+  bool unreachable = false;
+  // Gave no answer, but the same server answered on another address: does not count.
+  bool ignored = false;
   std::string detail;
 };
 
@@ -81,7 +88,8 @@ struct DnsCheckResult {
   int key_bits = 0;
   std::vector<AuthoritativeCheck> authoritative;  // empty unless check_authoritative
 
-  // The "name_server (address)" of each authoritative server that did not agree.
+  // The "name_server (address)" of each authoritative server that did not agree (addresses
+  // ignored because the server answered on another are left out).
   std::vector<std::string> Disagreeing() const;
 };
 

@@ -28,6 +28,30 @@ const KeyInfo* Find(const std::vector<KeyInfo>& keys, const std::string& domain,
   return nullptr;
 }
 
+std::string Id(const KeyInfo& k) { return k.domain + "/" + k.selector; }
+std::string Name(const KeyInfo& k) { return k.selector + "._domainkey." + k.domain; }
+
+std::string_view ObservationName(DnsObservation seen) {
+  switch (seen) {
+    case DnsObservation::kMatches: return "matches";
+    case DnsObservation::kRevoked: return "revoked";
+    case DnsObservation::kMissing: return "missing";
+    case DnsObservation::kWrong: return "wrong";
+    case DnsObservation::kTemporaryFailure: return "temporary failure";
+  }
+  return "unknown";
+}
+
+// A retiring key whose grace is over (or cut short) is being revoked: DNS should serve "p=".
+bool InRevocation(const KeyInfo& k, const StreamPolicy& p, TimePoint now) {
+  return k.state == KeyState::kRetiring &&
+         (k.emergency || now - k.retired.value_or(k.state_since) >= p.grace);
+}
+
+// Passes an active key's record must be seen wrong on, besides min_propagation passing,
+// before the key is taken out of signing: one odd answer is not enough.
+constexpr int kWrongPassesToDeactivate = 3;
+
 }  // namespace
 
 std::string KeyRecordValue(const KeyInfo& key) {
@@ -148,6 +172,77 @@ bool RotationEngine::PublishWithBackoff(KeyInfo& key, bool revoke, TimePoint now
   return false;
 }
 
+bool RotationEngine::NoteDns(KeyInfo& key, DnsObservation seen, const std::string& detail,
+                             TimePoint now) {
+  const std::string id = Id(key);
+  if (seen == DnsObservation::kMatches) {
+    republished_.erase(id);
+    wrong_passes_.erase(id);
+    const bool dirty = key.dns_mismatch_since || !key.dns_problem.empty();
+    key.dns_mismatch_since.reset();
+    key.dns_problem.clear();
+    return dirty;
+  }
+  ++wrong_passes_[id];
+  std::string problem = std::string(ObservationName(seen)) + (detail.empty() ? "" : ": " + detail);
+  bool dirty = false;
+  if (!key.dns_mismatch_since) {
+    key.dns_mismatch_since = now;
+    dirty = true;
+  }
+  if (problem != key.dns_problem) {
+    key.dns_problem = std::move(problem);
+    dirty = true;
+  }
+  return dirty;
+}
+
+// DNS gets a fair chance first: the record must have been wrong for retry_min since the last
+// publish, doubling with each republish that did not help, up to retry_max. A key published
+// by hand before a hook was configured counts from when the mismatch was first seen.
+bool RotationEngine::Republish(KeyInfo& key, bool revoke, TimePoint now) {
+  const std::optional<TimePoint>& last = revoke ? key.revoke_published : key.published;
+  if (!world_->CanPublish(key.domain) || !key.dns_mismatch_since) return false;
+  if (!last && (revoke || key.state == KeyState::kPending)) return false;  // first publish pending
+  Retry& r = republished_[Id(key)];
+  const auto wait = std::min<std::chrono::seconds>(
+      options_.retry_min * (1LL << std::min(r.failures, 20)), options_.retry_max);
+  const TimePoint since = last ? std::max(*last, *key.dns_mismatch_since) : *key.dns_mismatch_since;
+  if (now - since < wait) return false;
+  if (!PublishWithBackoff(key, revoke, now)) return false;
+  ++r.failures;
+  (revoke ? key.revoke_published : key.published) = now;
+  world_->Log(LogLevel::kWarning,
+              "DNS does not serve the " + std::string(revoke ? "revocation" : "record") + " of " +
+                  Name(key) + " (" + key.dns_problem + ", since " + Rfc3339(*key.dns_mismatch_since) +
+                  "): ran the " + (revoke ? "revoke" : "publish") + " hook again (republish " +
+                  std::to_string(r.failures) + ")");
+  return true;
+}
+
+bool RotationEngine::PersistentlyWrong(const KeyInfo& key, TimePoint now) const {
+  auto passes = wrong_passes_.find(Id(key));
+  return key.dns_mismatch_since && now - *key.dns_mismatch_since >= options_.min_propagation &&
+         passes != wrong_passes_.end() && passes->second >= kWrongPassesToDeactivate;
+}
+
+void RotationEngine::WarnIfPendingTooLong(const KeyInfo& key, TimePoint now) {
+  const auto expected = std::max<std::chrono::seconds>(options_.min_propagation, std::chrono::hours(1)) +
+                        3 * options_.poll;
+  if (now - key.state_since <= expected) return;
+  auto logged = pending_logged_.find(Id(key));
+  if (logged != pending_logged_.end() && now - logged->second < std::chrono::hours(1)) return;
+  pending_logged_[Id(key)] = now;
+  std::string why = !key.dns_problem.empty() ? "DNS: " + key.dns_problem
+                    : key.dns_ok_since      ? "DNS serves it since " + Rfc3339(*key.dns_ok_since) +
+                                             "; it is ready " + Rfc3339(*key.dns_ok_since + options_.min_propagation)
+                    : !key.published && world_->CanPublish(key.domain) ? "the publish hook has not succeeded yet"
+                    : !key.published ? "its record is not published yet (see dkimrotor dns)"
+                                     : "no DNS answer yet";
+  world_->Log(LogLevel::kWarning, Name(key) + " has been pending since " + Rfc3339(key.state_since) +
+                                      ", longer than expected: " + why);
+}
+
 util::Status RotationEngine::Step() {
   const TimePoint now = world_->Now();
   bool changed = false;
@@ -183,44 +278,64 @@ util::Status RotationEngine::StepStream(const StreamPolicy& p, TimePoint now, bo
   for (const auto& k : keys()) live += (SameStream(k, p) && IsLive(k.state)) ? 1 : 0;
   for (; live < p.active_keys + p.prepublish; ++live) RETURN_IF_ERROR(Generate(p, now));
 
-  // 2. Pending keys: publish, then wait until DNS has served exactly them for min_propagation.
-  std::vector<std::string> pending;
+  // 2. Every key that should be in DNS: publish it once, then check it at every pass. Pending
+  // keys become ready once DNS has served exactly them for min_propagation; a ready key that no
+  // longer matches goes back to pending; a wrong record is republished (Republish).
+  std::vector<std::string> watched;
   for (const auto& k : keys())
-    if (SameStream(k, p) && k.state == KeyState::kPending) pending.push_back(k.selector);
-  for (const auto& selector : pending) {
+    if (SameStream(k, p) && (IsLive(k.state) || (k.state == KeyState::kRetiring && !InRevocation(k, p, now))))
+      watched.push_back(k.selector);
+  for (const auto& selector : watched) {
     std::vector<KeyInfo> next = keys();
     KeyInfo& k = *Find(next, p.domain, selector);
     bool dirty = false;
-    if (world_->CanPublish(p.domain) && !k.published) {
+    if (world_->CanPublish(p.domain) && !k.published && k.state == KeyState::kPending) {
       if (!PublishWithBackoff(k, false, now)) continue;
       k.published = now;
       dirty = true;
     }
     std::string detail;
-    switch (world_->CheckDns(k, /*expect_revoked=*/false, &detail)) {
-      case DnsObservation::kMatches:
-        if (!k.dns_ok_since) {
+    const DnsObservation seen = world_->CheckDns(k, /*expect_revoked=*/false, &detail);
+    if (seen == DnsObservation::kTemporaryFailure) {
+      world_->Log(LogLevel::kDebug, "DNS check of " + Name(k) + " failed for now: " + detail);
+      // Only a pending key records it, to say why it waits; nothing else changes.
+      if (k.state == KeyState::kPending && !k.dns_mismatch_since) {
+        std::string problem = "temporary failure: " + detail;
+        dirty |= problem != k.dns_problem;
+        k.dns_problem = std::move(problem);
+      }
+    } else {
+      dirty |= NoteDns(k, seen, detail, now);
+      if (seen == DnsObservation::kMatches) {
+        if (k.state == KeyState::kPending && !k.dns_ok_since) {
           k.dns_ok_since = now;
           dirty = true;
         }
-        if (now - *k.dns_ok_since >= options_.min_propagation) {
+        if (k.state == KeyState::kPending && now - *k.dns_ok_since >= options_.min_propagation) {
           Transition(k, KeyState::kReady, now);
           dirty = true;
         }
-        break;
-      case DnsObservation::kTemporaryFailure:
-        world_->Log(LogLevel::kDebug, "DNS check of " + selector + "._domainkey." + p.domain +
-                                          " failed for now: " + detail);
-        break;
-      default:
-        if (k.dns_ok_since) {
+      } else {
+        if (k.dns_ok_since && k.state == KeyState::kPending) {
           k.dns_ok_since.reset();  // propagation starts over
           dirty = true;
         }
-        world_->Log(LogLevel::kDebug, "waiting for DNS to serve " + selector + "._domainkey." +
-                                          p.domain + ": " + detail);
-        break;
+        if (k.state == KeyState::kReady) {
+          k.dns_ok_since.reset();
+          Transition(k, KeyState::kPending, now);
+          dirty = true;
+          world_->Log(LogLevel::kWarning,
+                      "ready key " + Name(k) + " is no longer served by DNS (" + k.dns_problem +
+                          "): back to pending; it activates only once DNS has served it again for " +
+                          std::to_string(options_.min_propagation.count()) + "s");
+        } else {
+          world_->Log(LogLevel::kDebug, "DNS does not serve " + Name(k) + " as expected: " + detail);
+        }
+        dirty |= Republish(k, /*revoke=*/false, now);
+      }
     }
+    if (k.state == KeyState::kPending) WarnIfPendingTooLong(k, now);
+    else pending_logged_.erase(Id(k));
     if (!dirty) continue;
     RETURN_IF_ERROR(Commit(std::move(next)));
   }
@@ -243,6 +358,35 @@ util::Status RotationEngine::StepStream(const StreamPolicy& p, TimePoint now, bo
     std::vector<KeyInfo*> active = collect(KeyState::kActive, by_activation);
     std::vector<KeyInfo*> ready = collect(KeyState::kReady, by_readiness);
     bool dirty = false;
+    // An active key DNS has not served for min_propagation fails verification wherever it
+    // signs: it retires if another verified key can sign (an active one whose record is right,
+    // or a ready key, which step 2 has just checked again), and is republished in step 2.
+    size_t verified = 0;
+    for (KeyInfo* k : active) verified += k->dns_mismatch_since ? 0 : 1;
+    size_t spares = ready.size();
+    for (auto it = active.begin(); it != active.end();) {
+      KeyInfo& k = **it;
+      if (!PersistentlyWrong(k, now)) {
+        ++it;
+        continue;
+      }
+      if (verified + spares == 0) {
+        world_->Log(LogLevel::kError,
+                    Name(k) + " signs, but DNS has not served its key since " +
+                        Rfc3339(*k.dns_mismatch_since) + " (" + k.dns_problem +
+                        "), so its signatures fail; no other verified key of " + stream_name +
+                        " can take over, so it goes on signing");
+        ++it;
+        continue;
+      }
+      if (spares > 0) --spares;  // the fill below activates one in its place
+      Transition(k, KeyState::kRetiring, now);
+      dirty = true;
+      world_->Log(LogLevel::kError, Name(k) + " no longer signs: DNS has not served its key since " +
+                                        Rfc3339(*k.dns_mismatch_since) + " (" + k.dns_problem +
+                                        "); it retires and is republished");
+      it = active.erase(it);
+    }
     size_t r = 0;
     while (static_cast<int>(active.size()) < p.active_keys && r < ready.size()) {
       Transition(*ready[r], KeyState::kActive, now);
@@ -288,16 +432,31 @@ util::Status RotationEngine::StepStream(const StreamPolicy& p, TimePoint now, bo
   for (const auto& selector : retiring) {
     std::vector<KeyInfo> next = keys();
     KeyInfo& k = *Find(next, p.domain, selector);
-    if (!k.emergency && now - k.retired.value_or(k.state_since) < p.grace) continue;
+    if (!InRevocation(k, p, now)) continue;
     bool dirty = false;
     if (world_->CanPublish(p.domain) && !k.revoke_published) {
       if (!PublishWithBackoff(k, true, now)) continue;
       k.revoke_published = now;
+      // What was noted about the key's own record says nothing about the revocation.
+      k.dns_mismatch_since.reset();
+      k.dns_problem.clear();
+      republished_.erase(Id(k));
       dirty = true;
     }
     std::string detail;
-    const bool revoked = world_->CheckDns(k, /*expect_revoked=*/true, &detail) == DnsObservation::kRevoked;
-    if (revoked) Transition(k, KeyState::kRevoked, now);
+    const DnsObservation seen = world_->CheckDns(k, /*expect_revoked=*/true, &detail);
+    const bool revoked = seen == DnsObservation::kRevoked;
+    if (revoked) {
+      k.dns_mismatch_since.reset();
+      k.dns_problem.clear();
+      republished_.erase(Id(k));
+      wrong_passes_.erase(Id(k));
+      Transition(k, KeyState::kRevoked, now);
+    } else if (seen != DnsObservation::kTemporaryFailure && k.revoke_published) {
+      // The hook succeeded but DNS serves the key or nothing: the revocation is not done.
+      dirty |= NoteDns(k, seen == DnsObservation::kMatches ? DnsObservation::kWrong : seen, detail, now);
+      dirty |= Republish(k, /*revoke=*/true, now);
+    }
     if (!revoked && !dirty) continue;
     RETURN_IF_ERROR(Commit(std::move(next)));
     if (!revoked) continue;
@@ -413,15 +572,21 @@ NextStep NextStepOf(const KeyInfo& key, const std::vector<KeyInfo>& all, const S
   else
     step.reset();
   const bool late = step && *step <= now && !any_ready;
+  // Why DNS is not right yet, as the engine last saw it.
+  const std::string dns = key.dns_problem.empty() ? "" : " (last DNS check: " + key.dns_problem + ")";
   switch (key.state) {
     case KeyState::kPending:
       if (key.dns_ok_since) return {"ready once DNS stays right", *key.dns_ok_since + min_propagation, false};
       if (!key.published && has_hook) return {"publishing through the hook", std::nullopt, false};
-      if (!key.published) return {"waiting for its DNS record (see dkimrotor dns)", std::nullopt, false};
-      return {"waiting for DNS to serve it", std::nullopt, false};
+      if (!key.published) return {"waiting for its DNS record (see dkimrotor dns)" + dns, std::nullopt, false};
+      return {"waiting for DNS to serve it" + dns, std::nullopt, false};
     case KeyState::kReady:
       return {"activates at the next rotation step", step, late};
     case KeyState::kActive:
+      if (key.dns_mismatch_since)
+        return {"signs, but DNS has not served its key since " + Rfc3339(*key.dns_mismatch_since) +
+                    "; retires once another verified key can sign" + dns,
+                std::nullopt, false};
       if (&key == oldest || (oldest && oldest->selector == key.selector))
         return {late ? "retires when a key is ready (rotation late)" : "retires", step, late};
       return {"signs", std::nullopt, false};

@@ -5,6 +5,13 @@
 // empty p= and its private key destroyed. Late rotation never stops signing.
 // Everything outside its own memory (clock, key files, state file, hooks, DNS, audit log) comes
 // in through RotationWorld, so tests run years of schedule in simulated time.
+// DNS is trusted once and checked again at every pass: each key that should be in DNS (pending,
+// ready, active, retiring, and the revocation of a revoking key) is looked up. When DNS serves
+// another value or none after the hook succeeded, the hook runs again, with backoff (the
+// mismatch must last retry_min first, doubling up to retry_max). A ready key that no longer
+// matches goes back to pending. An active key whose record stays wrong for min_propagation
+// over several passes retires when another verified key can sign; otherwise it goes on
+// signing and each pass logs an error. Temporary DNS failures change nothing.
 // Thread-safety: Step(), Rotate() and EmergencyRevoke() run on one thread (the rotation thread
 // or a CLI); Keys() may be called from any thread; snapshots are read through the holder.
 #pragma once
@@ -46,6 +53,9 @@ struct RotationOptions {
   signer::Canonicalization canonicalization;
   std::chrono::seconds retry_min{60};    // backoff for a failing hook, doubling up to retry_max
   std::chrono::seconds retry_max{3600};
+  // How often Step() runs; a key pending for max(min_propagation, 1h) + a few polls is late
+  // and says why in the log.
+  std::chrono::seconds poll{60};
 };
 
 enum class DnsObservation { kMatches, kRevoked, kMissing, kWrong, kTemporaryFailure };
@@ -108,6 +118,14 @@ class RotationEngine {
   void Transition(KeyInfo& key, KeyState to, TimePoint now);
   util::Status Commit(std::vector<KeyInfo> next);
   bool PublishWithBackoff(KeyInfo& key, bool revoke, TimePoint now);
+  // Records one DNS observation of `key` (not a temporary failure) and says whether it changed
+  // what is saved.
+  bool NoteDns(KeyInfo& key, DnsObservation seen, const std::string& detail, TimePoint now);
+  // Runs the hook again for a key whose record has been wrong long enough; true when it ran.
+  bool Republish(KeyInfo& key, bool revoke, TimePoint now);
+  // An active key whose record has been wrong on several passes spanning min_propagation.
+  bool PersistentlyWrong(const KeyInfo& key, TimePoint now) const;
+  void WarnIfPendingTooLong(const KeyInfo& key, TimePoint now);
   std::string NewSelector(const StreamPolicy& p, TimePoint now) const;
   void PublishSnapshot();
   // The engine's thread is the only writer of keys_ (under mu_, in Commit), so it reads them
@@ -122,6 +140,12 @@ class RotationEngine {
   std::map<std::string, std::shared_ptr<const signer::PrivateKey>> loaded_;  // by selector
   std::map<std::string, Retry> retries_;                                     // by selector
   std::map<std::string, TimePoint> late_logged_;                             // by stream
+  // Republishes since DNS last served the record (its backoff), passes that saw it wrong, and
+  // when a long pending was last logged; by domain/selector. Memory only: after a restart a
+  // mismatch must be seen on a few passes again before an active key is taken out of signing.
+  std::map<std::string, Retry> republished_;
+  std::map<std::string, int> wrong_passes_;
+  std::map<std::string, TimePoint> pending_logged_;
   struct AuditEntry {
     KeyInfo key;
     KeyState from;

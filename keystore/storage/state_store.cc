@@ -59,6 +59,8 @@ std::string StateToJson(const std::vector<KeyInfo>& keys) {
     j["state_since"] = ToUnix(k.state_since);
     PutTime(j, "published", k.published);
     PutTime(j, "dns_ok_since", k.dns_ok_since);
+    PutTime(j, "dns_mismatch_since", k.dns_mismatch_since);
+    if (!k.dns_problem.empty()) j["dns_problem"] = k.dns_problem;
     PutTime(j, "activated", k.activated);
     PutTime(j, "retired", k.retired);
     PutTime(j, "revoke_published", k.revoke_published);
@@ -101,6 +103,9 @@ util::Result<std::vector<KeyInfo>> StateFromJson(const std::string& text, const 
       k.state_since = FromUnix(j.at("state_since").get<int64_t>());
       k.published = GetTime(j, "published");
       k.dns_ok_since = GetTime(j, "dns_ok_since");
+      // Both are absent from files written before DNS was re-checked: nothing known yet.
+      k.dns_mismatch_since = GetTime(j, "dns_mismatch_since");
+      k.dns_problem = j.value("dns_problem", std::string());
       k.activated = GetTime(j, "activated");
       k.retired = GetTime(j, "retired");
       k.revoke_published = GetTime(j, "revoke_published");

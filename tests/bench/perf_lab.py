@@ -335,6 +335,7 @@ class Dkimrotor:
 signing:  {{ internal_hosts = ["127.0.0.1/32"]; sign_authenticated = true; }};
 keystore: {{ directory = "{self.keystore}"; }};
 dns:      {{ resolvers = ["127.0.0.1:{self.knot.port}"]; check_authoritative = true;
+            authoritative_port = {self.knot.port};
             min_propagation = "0s"; poll = "30s"; timeout = "2s"; }};
 log:      {{ level = "{self.log_level}"; audit = "{self.audit}"; }};
 domains = (

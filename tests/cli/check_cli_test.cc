@@ -59,7 +59,7 @@ class CheckCliTest : public ::testing::Test {
   // One RSA stream, one active key and one spare: no practice is departed from at 2048 bits.
   void WriteConfig(int bits) {
     std::ofstream(config_) << "keystore: { directory = \"" << knot_->dir() << "/keystore\"; };\n"
-                           << "dns: { resolvers = [\"" << knot_->address() << "\"]; check_authoritative = true;\n"
+                           << "dns: { resolvers = [\"" << knot_->address() << "\"]; authoritative_port = " << knot_->port() << "; check_authoritative = true;\n"
                            << "       min_propagation = \"0s\"; timeout = \"2s\"; };\n"
                            << "domains = ( { domain = \"" << kDomain << "\"; stream = \"mta1\";\n"
                            << "  algorithms = [\"rsa-sha256\"]; bits = " << bits << ";\n"

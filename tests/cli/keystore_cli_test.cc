@@ -37,6 +37,7 @@ class KeystoreCliTest : public ::testing::Test {
   void WriteConfig(const std::string& min_propagation, const std::string& hook = "") {
     std::ofstream(config_) << "keystore: { directory = \"" << knot_->dir() << "/keystore\"; };\n"
                            << "dns: { resolvers = [\"" << knot_->address() << "\"]; check_authoritative = true;\n"
+                           << "       authoritative_port = " << knot_->port() << ";\n"
                            << "       min_propagation = \"" << min_propagation << "\"; timeout = \"2s\"; };\n"
                            << "domains = ( { domain = \"example.test\"; stream = \"mta1\";\n"
                            << "  algorithms = [\"rsa-sha256\", \"ed25519-sha256\"]; bits = 1024;\n"
@@ -117,6 +118,22 @@ TEST_F(KeystoreCliTest, RotateDrivesKeysToActiveAndTheOtherCommandsShowIt) {
   check = Run({"check", "-c", config_});
   EXPECT_EQ(check.exit_code, 1) << check.output;
   EXPECT_NE(check.output.find("error: " + victim), std::string::npos) << check.output;
+
+  // The engine notices too, and `keys` says what it saw.
+  r = Run({"rotate", "-c", config_, "--domain", "example.test"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto seen = KeysJson();
+  bool shown = false;
+  for (const auto& k : seen["domains"][0]["keys"]) {
+    if (k["selector"] != victim) {
+      EXPECT_TRUE(k["dns_problem"].is_null() || k["state"] == "revoked") << k.dump(2);
+      continue;
+    }
+    shown = k["dns_problem"].is_string() && k["dns_mismatch_since"].is_string() &&
+            k["dns_problem"].get<std::string>().starts_with("revoked");
+    EXPECT_TRUE(shown) << k.dump(2);
+  }
+  EXPECT_TRUE(shown) << seen.dump(2);
 }
 
 // `sign -c` signs as the milter would: the From domain picks the configured domain, whose

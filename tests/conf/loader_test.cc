@@ -57,6 +57,7 @@ keystore: { directory = "/srv/dkim"; };
 dns: {
   resolvers = ["127.0.0.1:5353", "[::1]:53", "192.0.2.53"];
   check_authoritative = false;
+  authoritative_port = 5300;
   min_propagation = "2h";
   poll = "30s";
   timeout = "3s";
@@ -107,6 +108,7 @@ TEST(ParseConfig, FullExampleParsesToItsValues) {
   for (const auto& r : c.dns.resolvers) resolvers.push_back(r.ToString());
   EXPECT_EQ(resolvers, (std::vector<std::string>{"127.0.0.1:5353", "[::1]:53", "192.0.2.53:53"}));
   EXPECT_FALSE(c.dns.check_authoritative);
+  EXPECT_EQ(c.dns.authoritative_port, 5300);
   EXPECT_EQ(c.dns.min_propagation, seconds(7200));
   EXPECT_EQ(c.dns.poll, seconds(30));
   EXPECT_EQ(c.dns.timeout, seconds(3));
@@ -286,6 +288,10 @@ TEST(ParseConfig, ValidatesEverySetting) {
        "(resolvers are addresses, not names); write an address: \"IP\", \"IPv4:PORT\" or "
        "\"[IPv6]:PORT\" (e.g. \"127.0.0.1:5353\", \"[::1]:53\")"},
       {"dns: { poll = \"0s\"; };", "test.conf:1: dns.poll = \"0s\": must be at least 1s"},
+      {"dns: { authoritative_port = 0; };",
+       "test.conf:1: dns.authoritative_port = 0: must be 1 to 65535"},
+      {"dns: { authoritative_port = 65536; };",
+       "test.conf:1: dns.authoritative_port = 65536: must be 1 to 65535"},
       {"dns: { timeout = \"0m\"; };", "test.conf:1: dns.timeout = \"0m\": must be at least 1s"},
       {"dns: { min_propagation = \"1x\"; };",
        "test.conf:1: dns.min_propagation = \"1x\": \"1x\" is not a duration: unknown unit 'x': "

@@ -152,7 +152,7 @@ class ControlTest : public ::testing::Test {
     out << "milter: { socket = \"" << socket_ << "\"; stop_timeout = \"20s\"; };\n"
         << "signing: { internal_hosts = [\"127.0.0.1/32\", \"::1/128\"]; };\n"
         << "keystore: { directory = \"" << keystore_ << "\"; };\n"
-        << "dns: { resolvers = [\"" << knot_->address() << "\"]; min_propagation = \"" << min_propagation
+        << "dns: { resolvers = [\"" << knot_->address() << "\"]; authoritative_port = " << knot_->port() << "; min_propagation = \"" << min_propagation
         << "\"; poll = \"1s\"; timeout = \"2s\"; };\n"
         << "log: { level = \"info\"; };\n"
         << "domains = ( { domain = \"example.test\"; stream = \"mta1\"; algorithms = [\"rsa-sha256\", \"ed25519-sha256\"];\n"

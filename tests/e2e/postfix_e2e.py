@@ -272,6 +272,7 @@ ns1 A 127.0.0.1
 signing:  {{ internal_hosts = ["127.0.0.1/32"]; sign_authenticated = true; }};
 keystore: {{ directory = "{self.tmp}/keystore"; }};
 dns:      {{ resolvers = ["127.0.0.1:{self.dns_port}"]; check_authoritative = true;
+            authoritative_port = {self.dns_port};
             min_propagation = "0s"; poll = "1s"; timeout = "2s"; }};
 log:      {{ level = "info"; audit = "{self.tmp}/signed.log"; }};
 domains = (

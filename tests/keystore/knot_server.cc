@@ -2,7 +2,10 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <netinet/in.h>
+#include <sched.h>
+#include <sys/ioctl.h>
 #include <openssl/rand.h>
 #include <signal.h>
 #include <spawn.h>
@@ -96,6 +99,38 @@ std::string FindProgram(std::string_view name) {
     if (access(candidate.c_str(), X_OK) == 0) return candidate;
   }
   return "";
+}
+
+util::Result<int> RunInIpv4OnlyNamespace(const std::function<int()>& body) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  const pid_t pid = ::fork();
+  if (pid < 0) return util::Err(util::ErrorCode::kIo, std::string("fork: ") + std::strerror(errno));
+  if (pid == 0) {
+    if (::unshare(CLONE_NEWNET) != 0) ::_exit(77);
+    int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ifreq ifr{};
+    std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+    if (s < 0 || ::ioctl(s, SIOCGIFFLAGS, &ifr) != 0) ::_exit(78);
+    ifr.ifr_flags |= IFF_UP;
+    if (::ioctl(s, SIOCSIFFLAGS, &ifr) != 0) ::_exit(78);
+    ::close(s);
+    // Without this lo still has ::1, but no IPv6 route leads anywhere else either.
+    std::ofstream("/proc/sys/net/ipv6/conf/all/disable_ipv6") << "1\n";
+    const int rc = body();
+    std::fflush(stdout);
+    std::fflush(stderr);
+    ::_exit(rc);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status)) return util::Err(util::ErrorCode::kInternal, "the namespace's child died");
+  if (WEXITSTATUS(status) == 77)
+    return util::Err(util::ErrorCode::kInvalidArgument, "cannot create a network namespace (needs root)");
+  if (WEXITSTATUS(status) == 78)
+    return util::Err(util::ErrorCode::kInvalidArgument, "cannot bring lo up in a new network namespace");
+  return WEXITSTATUS(status);
 }
 
 util::Result<ProcessResult> RunProcess(const std::vector<std::string>& argv,
@@ -258,6 +293,8 @@ util::Status KnotServer::Launch() {
     for (size_t i = 0; i < options_.name_servers.size(); ++i) {
       std::string ns = "ns" + std::to_string(i + 1);
       text += "@ NS " + ns + "\n" + ns + " A " + options_.name_servers[i] + "\n";
+      if (i < options_.name_servers_ipv6.size() && !options_.name_servers_ipv6[i].empty())
+        text += ns + " AAAA " + options_.name_servers_ipv6[i] + "\n";
     }
     RETURN_IF_ERROR(WriteText(dir_ + "/zones/" + z + ".zone", text));
   }

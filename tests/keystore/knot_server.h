@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -41,19 +42,27 @@ util::Result<ProcessResult> RunProcess(const std::vector<std::string>& argv,
 util::Result<pid_t> SpawnProcess(const std::vector<std::string>& argv,
                                  const std::map<std::string, std::string>& env, const std::string& log);
 
+// Runs `body` in a forked child inside a new network namespace that has only `lo`, up, and
+// IPv6 turned off: an IPv4-only host. Returns the child's exit status (body's return value);
+// fails when no namespace can be made (not root), for the test to skip. The child ends with
+// _exit, so objects the test made before the fork are not destroyed twice.
+util::Result<int> RunInIpv4OnlyNamespace(const std::function<int()>& body);
+
 class KnotServer {
  public:
   // True when knotd and knsupdate are installed (tests GTEST_SKIP otherwise).
   static bool Available();
 
   struct Options {
-    // Each zone gets SOA, NS ns1.ZONE (ns2.ZONE...) and an A record per name server.
+    // Each zone gets SOA, NS ns1.ZONE (ns2.ZONE...) and an A record per name server, and
+    // an AAAA record for those name_servers_ipv6 gives one.
     std::vector<std::string> zones;
     // Configured with files that do not parse, so Knot answers SERVFAIL for them.
     std::vector<std::string> broken_zones;
     std::string listen = "127.0.0.1";                       // a loopback address
     uint16_t port = 0;                                      // 0: a free one
     std::vector<std::string> name_servers = {"127.0.0.1"};  // ns1's address, ns2's...
+    std::vector<std::string> name_servers_ipv6;             // an AAAA for ns1, ns2... ("": none)
   };
 
   // Starts knotd; returns once every good zone answers (NXDOMAIN for a probe name, asked with

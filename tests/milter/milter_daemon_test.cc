@@ -91,7 +91,7 @@ class MilterDaemonTest : public ::testing::Test {
         << "\"; stop_timeout = \"2s\"; };\n"
         << "signing: { internal_hosts = [\"127.0.0.1/32\", \"::1/128\"]; sign_authenticated = true; };\n"
         << "keystore: { directory = \"" << dir_ << "/keystore\"; };\n"
-        << "dns: { resolvers = [\"" << knot_->address() << "\"]; min_propagation = \"0s\"; poll = \"1s\"; timeout = \"2s\"; };\n"
+        << "dns: { resolvers = [\"" << knot_->address() << "\"]; authoritative_port = " << knot_->port() << "; min_propagation = \"0s\"; poll = \"1s\"; timeout = \"2s\"; };\n"
         << "log: { level = \"info\"; audit = \"" << dir_ << "/signed.log\"; };\n"
         << "domains = ( { domain = \"example.test\"; stream = \"mta1\"; algorithms = [\"rsa-sha256\", \"ed25519-sha256\"];\n"
         << "  bits = 1024; active_keys = 1; prepublish = 1; key_lifetime = \"30d\"; grace = \"7d\";\n"

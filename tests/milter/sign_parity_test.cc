@@ -80,7 +80,7 @@ class SignParityTest : public ::testing::Test {
         << "milter: { socket = \"" << socket_ << "\"; on_bad_message = \"accept\"; stop_timeout = \"2s\"; };\n"
         << "signing: { internal_hosts = [\"127.0.0.1/32\"]; };\n"
         << "keystore: { directory = \"" << dir_ << "/keystore\"; };\n"
-        << "dns: { resolvers = [\"" << knot_->address() << "\"]; min_propagation = \"0s\"; poll = \"1h\"; timeout = \"2s\"; };\n"
+        << "dns: { resolvers = [\"" << knot_->address() << "\"]; authoritative_port = " << knot_->port() << "; min_propagation = \"0s\"; poll = \"1h\"; timeout = \"2s\"; };\n"
         << "log: { level = \"info\"; };\n"
         << "domains = (\n"
         << "  { domain = \"example.test\"; stream = \"mta1\"; algorithms = [\"rsa-sha256\", \"ed25519-sha256\"];\n"

@@ -331,6 +331,68 @@ TEST_F(DnsCheckerTest, AuthoritativeServerThatLagsIsInconsistent) {
   EXPECT_TRUE(result.as_expected);
 }
 
+TEST_F(DnsCheckerTest, ServerAnsweringOnOneOfItsAddressesIsEnough) {
+  // ns1 also has ::1, where Knot does not listen: that address is refused or skipped.
+  KnotServer::Options options;
+  options.zones = {"two.test"};
+  options.name_servers_ipv6 = {"::1"};
+  auto knot = KnotServer::Start(options);
+  ASSERT_TRUE(knot.has_value()) << knot.error().message;
+  ASSERT_TRUE((*knot)->SetTxt("two.test", "sel._domainkey.two.test", Record(RsaP(0))));
+  DnsCheckOptions checker_options;
+  checker_options.resolvers = {(*knot)->server_address()};
+  checker_options.check_authoritative = true;
+  checker_options.authoritative_port = (*knot)->port();
+  checker_options.timeout = milliseconds(1000);
+  auto checker = DnsChecker::Create(checker_options);
+  ASSERT_TRUE(checker.has_value()) << checker.error().message;
+  auto result = (*checker)->Check("two.test", "sel", Algorithm::kRsaSha256, RsaP(0));
+  EXPECT_EQ(result.verdict, DnsVerdict::kMatches) << result.detail;
+  EXPECT_TRUE(result.as_expected);
+  ASSERT_EQ(result.authoritative.size(), 2u);
+  EXPECT_TRUE(result.Disagreeing().empty());
+  // An answer that disagrees on the one address still counts.
+  ASSERT_TRUE((*knot)->SetTxt("two.test", "sel._domainkey.two.test", Record(RsaP(1))));
+  result = (*checker)->Check("two.test", "sel", Algorithm::kRsaSha256, RsaP(0));
+  EXPECT_FALSE(result.as_expected);
+}
+
+TEST(DnsCheckerNamespace, Ipv4OnlyHostSkipsTheServersIpv6Addresses) {
+  if (!KnotServer::Available()) GTEST_SKIP() << "knotd is not installed";
+  // The zone's name server has an A and an AAAA record; this host cannot reach IPv6.
+  auto rc = testing::RunInIpv4OnlyNamespace([] {
+    KnotServer::Options options;
+    options.zones = {"example.test"};
+    options.name_servers_ipv6 = {"2001:db8::53"};
+    auto knot = KnotServer::Start(options);
+    EXPECT_TRUE(knot.has_value()) << knot.error().message;
+    if (!knot) return 1;
+    EXPECT_TRUE((*knot)->SetTxt("example.test", "sel._domainkey.example.test", Record(RsaP(0))));
+    DnsCheckOptions checker_options;
+    checker_options.resolvers = {(*knot)->server_address()};
+    checker_options.check_authoritative = true;
+    checker_options.authoritative_port = (*knot)->port();
+    checker_options.timeout = milliseconds(1000);
+    auto checker = DnsChecker::Create(checker_options);
+    EXPECT_TRUE(checker.has_value());
+    if (!checker) return 1;
+    auto result = (*checker)->Check("example.test", "sel", Algorithm::kRsaSha256, RsaP(0));
+    EXPECT_EQ(result.verdict, DnsVerdict::kMatches) << result.detail;
+    EXPECT_TRUE(result.as_expected);
+    EXPECT_EQ(result.authoritative.size(), 2u);
+    bool skipped = false;
+    for (const auto& a : result.authoritative)
+      if (a.address == "[2001:db8::53]:" + std::to_string((*knot)->port())) {
+        skipped = a.unreachable && a.ignored;
+        EXPECT_NE(a.detail.find("no IPv6 route"), std::string::npos) << a.detail;
+      }
+    EXPECT_TRUE(skipped);
+    return ::testing::Test::HasFailure() ? 1 : 0;
+  });
+  if (!rc) GTEST_SKIP() << rc.error().message;
+  EXPECT_EQ(*rc, 0) << "see the child's failures above";
+}
+
 TEST_F(DnsCheckerTest, StoppedServerIsTemporaryFailureWithinTimeout) {
   ASSERT_TRUE(knot_->SetTxt("example.test", "sel1._domainkey.example.test", Record(RsaP(0))));
   auto checker = Checker(false, milliseconds(500));

@@ -88,7 +88,10 @@ class FakeWorld : public RotationWorld {
     SetRecord(Name(k), v);
     return util::Ok();
   }
+  // Publishing the value already there changes nothing that resolvers see.
   void SetRecord(const std::string& name, const std::string& value) {
+    auto it = dns.find(name);
+    if (it != dns.end() && it->second.value == value) return;
     dns[name] = Record{value, now + propagation};
   }
   DnsObservation CheckDns(const KeyInfo& k, bool expect_revoked, std::string* detail) override {
@@ -299,7 +302,9 @@ TEST(RotationEngine, FailingHookIsRetriedWithBackoffWhileSigningGoesOn) {
   world.publish_failures_left = 5;
   for (int i = 0; i < 6 * 60; ++i, world.now += minutes(1)) ASSERT_TRUE(engine.Step().has_value());
   // 5 failures at 1, 2, 4, 8, 16 minutes of backoff, then success for both keys.
-  EXPECT_EQ(world.warnings.size(), 5u);
+  int hook_failures = 0;
+  for (const auto& w : world.warnings) hook_failures += w.find("hook failed") != std::string::npos;
+  EXPECT_EQ(hook_failures, 5);
   EXPECT_EQ(CountIn(engine.Keys(), KeyState::kActive), 1);
 }
 
@@ -393,6 +398,189 @@ TEST(RotationEngine, ManualRotateStepsNow) {
   ASSERT_TRUE(engine.Rotate("example.com").has_value());
   EXPECT_NE(holder.Load()->Pick("example.com").at(0)->selector(), before);
   EXPECT_FALSE(engine.Rotate("unknown.example").has_value());
+}
+
+const KeyInfo* Keyed(const std::vector<KeyInfo>& keys, const std::string& selector) {
+  for (const auto& k : keys)
+    if (k.selector == selector) return &k;
+  return nullptr;
+}
+
+std::string SelectorIn(const std::vector<KeyInfo>& keys, KeyState s) {
+  for (const auto& k : keys)
+    if (k.state == s) return k.selector;
+  return "";
+}
+
+int CountContaining(const std::vector<std::string>& lines, const std::string& part) {
+  int n = 0;
+  for (const auto& l : lines) n += l.find(part) != std::string::npos ? 1 : 0;
+  return n;
+}
+
+TEST(RotationEngine, WrongRecordFromTheHookIsRepublishedWithBackoffUntilRight) {
+  FakeWorld world;
+  world.propagation = seconds(0);
+  SnapshotHolder holder;
+  auto options = Options(1);
+  options.streams[0].prepublish = 0;
+  options.retry_min = minutes(10);
+  options.retry_max = hours(1);
+  RotationEngine engine(options, {}, &world, &holder);
+  ASSERT_TRUE(engine.Start().has_value());
+  ASSERT_TRUE(engine.Step().has_value());  // generated; the hook "succeeds" with a wrong value
+  const KeyInfo first = engine.Keys().at(0);
+  world.publish_wrong_key_for = first.selector;
+  world.dns.clear();
+  world.now += minutes(1);
+  ASSERT_TRUE(engine.Step().has_value());  // the first publish happened before: nothing served
+  world.SetRecord(FakeWorld::Name(first), "v=DKIM1; k=ed25519; p=AAAA");
+  // Every minute for 2 hours: republished after 10, 20, 40 minutes (doubling, capped at 1 h)
+  // of mismatch since the last publish; never ready meanwhile.
+  for (int i = 0; i < 120; ++i, world.now += minutes(1)) ASSERT_TRUE(engine.Step().has_value());
+  const int republishes = CountContaining(world.warnings, "ran the publish hook again");
+  EXPECT_GE(republishes, 3);
+  EXPECT_LE(republishes, 5);
+  EXPECT_EQ(engine.Keys().at(0).state, KeyState::kPending);
+  ASSERT_TRUE(engine.Keys().at(0).dns_mismatch_since.has_value());
+  EXPECT_NE(engine.Keys().at(0).dns_problem.find("wrong"), std::string::npos);
+  // The hook is fixed: the next republish puts the right record there, and after
+  // min_propagation the key signs. Nobody had to republish by hand.
+  world.publish_wrong_key_for.clear();
+  for (int i = 0; i < 180; ++i, world.now += minutes(1)) ASSERT_TRUE(engine.Step().has_value());
+  EXPECT_EQ(engine.Keys().at(0).state, KeyState::kActive);
+  EXPECT_FALSE(engine.Keys().at(0).dns_mismatch_since.has_value());
+  EXPECT_TRUE(engine.Keys().at(0).dns_problem.empty());
+  EXPECT_EQ(holder.Load()->Pick("example.com").size(), 1u);
+}
+
+TEST(RotationEngine, VanishedRecordOfAnActiveKeyIsRepublishedAndTheKeyGoesOnSigning) {
+  FakeWorld world;
+  SnapshotHolder holder;
+  RotationEngine engine(Options(1), {}, &world, &holder);
+  ASSERT_TRUE(engine.Start().has_value());
+  ASSERT_NO_FATAL_FAILURE(StepHourly(engine, world, 4));
+  const std::string active = SelectorIn(engine.Keys(), KeyState::kActive);
+  world.dns.erase(active + "._domainkey.example.com");
+  ASSERT_NO_FATAL_FAILURE(StepHourly(engine, world, 4));
+  EXPECT_EQ(Keyed(engine.Keys(), active)->state, KeyState::kActive);
+  EXPECT_FALSE(Keyed(engine.Keys(), active)->dns_mismatch_since.has_value());
+  EXPECT_EQ(CountContaining(world.warnings, "ran the publish hook again"), 1);
+  EXPECT_TRUE(world.errors.empty()) << world.errors.front();
+}
+
+TEST(RotationEngine, ActiveKeyWhoseRecordStaysWrongRetiresWhenASpareCanSign) {
+  FakeWorld world;
+  SnapshotHolder holder;
+  auto options = Options(1);
+  options.min_propagation = hours(2);
+  RotationEngine engine(options, {}, &world, &holder);
+  ASSERT_TRUE(engine.Start().has_value());
+  ASSERT_NO_FATAL_FAILURE(StepHourly(engine, world, 4));
+  const std::string broken = SelectorIn(engine.Keys(), KeyState::kActive);
+  const std::string spare = SelectorIn(engine.Keys(), KeyState::kReady);
+  ASSERT_FALSE(spare.empty());
+  // Someone else's key replaces ours and the hook cannot fix it.
+  world.dns[broken + "._domainkey.example.com"] = {"v=DKIM1; k=ed25519; p=AAAA", world.now};
+  world.publish_failures_left = 1'000'000;
+  // A timeout in between is no evidence either way.
+  ASSERT_NO_FATAL_FAILURE(StepHourly(engine, world, 2));
+  world.dns_down = true;
+  ASSERT_NO_FATAL_FAILURE(StepHourly(engine, world, 3));
+  world.dns_down = false;
+  EXPECT_EQ(Keyed(engine.Keys(), broken)->state, KeyState::kActive);
+  EXPECT_TRUE(world.errors.empty());
+  // The third pass that sees it wrong, past min_propagation: the spare takes over.
+  ASSERT_NO_FATAL_FAILURE(StepHourly(engine, world, 1));
+  EXPECT_EQ(Keyed(engine.Keys(), broken)->state, KeyState::kRetiring);
+  EXPECT_EQ(Keyed(engine.Keys(), spare)->state, KeyState::kActive);
+  EXPECT_EQ(holder.Load()->Pick("example.com").at(0)->selector(), spare);
+  EXPECT_EQ(CountContaining(world.errors, broken + "._domainkey.example.com no longer signs"), 1);
+  // It stays published for grace and is still being republished.
+  world.publish_failures_left = 0;
+  ASSERT_NO_FATAL_FAILURE(StepHourly(engine, world, 3));
+  EXPECT_EQ(world.dns[broken + "._domainkey.example.com"].value, KeyRecordValue(*Keyed(engine.Keys(), broken)));
+}
+
+TEST(RotationEngine, ActiveKeyWhoseRecordStaysWrongWithoutSpareSignsAndLogsErrors) {
+  FakeWorld world;
+  SnapshotHolder holder;
+  auto options = Options(1);
+  options.streams[0].prepublish = 0;
+  RotationEngine engine(options, {}, &world, &holder);
+  ASSERT_TRUE(engine.Start().has_value());
+  ASSERT_NO_FATAL_FAILURE(StepHourly(engine, world, 4));
+  const std::string only = SelectorIn(engine.Keys(), KeyState::kActive);
+  world.dns.erase(only + "._domainkey.example.com");
+  world.publish_failures_left = 1'000'000;
+  ASSERT_NO_FATAL_FAILURE(StepHourly(engine, world, 10));
+  EXPECT_EQ(Keyed(engine.Keys(), only)->state, KeyState::kActive);
+  EXPECT_EQ(holder.Load()->Pick("example.com").size(), 1u);
+  // From the third pass on (min_propagation is 1 h), one error per pass.
+  EXPECT_EQ(CountContaining(world.errors, "goes on signing"), 8);
+}
+
+TEST(RotationEngine, ReadyKeyThatLosesItsRecordWaitsAgainBeforeActivating) {
+  FakeWorld world;
+  SnapshotHolder holder;
+  auto options = Options(1);
+  options.streams[0].key_lifetime = 10 * kDay;
+  RotationEngine engine(options, {}, &world, &holder);
+  ASSERT_TRUE(engine.Start().has_value());
+  ASSERT_NO_FATAL_FAILURE(StepHourly(engine, world, 4));
+  const std::string spare = SelectorIn(engine.Keys(), KeyState::kReady);
+  const std::string active = SelectorIn(engine.Keys(), KeyState::kActive);
+  // Just before the rotation step the spare's record vanishes.
+  world.now = *Keyed(engine.Keys(), active)->activated + 10 * kDay;
+  world.dns.erase(spare + "._domainkey.example.com");
+  ASSERT_TRUE(engine.Step().has_value());
+  EXPECT_EQ(Keyed(engine.Keys(), spare)->state, KeyState::kPending);
+  EXPECT_EQ(Keyed(engine.Keys(), active)->state, KeyState::kActive);
+  EXPECT_EQ(CountContaining(world.warnings, "back to pending"), 1);
+  // Republished, seen again for min_propagation, then it takes over.
+  ASSERT_NO_FATAL_FAILURE(StepHourly(engine, world, 5));
+  EXPECT_EQ(Keyed(engine.Keys(), spare)->state, KeyState::kActive);
+  EXPECT_EQ(Keyed(engine.Keys(), active)->state, KeyState::kRetiring);
+}
+
+TEST(RotationEngine, MismatchIsRememberedAcrossRestarts) {
+  FakeWorld world;
+  SnapshotHolder holder;
+  auto options = Options(1);
+  options.streams[0].prepublish = 0;
+  auto engine = std::make_unique<RotationEngine>(options, std::vector<KeyInfo>{}, &world, &holder);
+  ASSERT_TRUE(engine->Start().has_value());
+  ASSERT_NO_FATAL_FAILURE(StepHourly(*engine, world, 4));
+  const std::string only = SelectorIn(engine->Keys(), KeyState::kActive);
+  world.dns.erase(only + "._domainkey.example.com");
+  world.publish_failures_left = 1'000'000;
+  const TimePoint lost = world.now;
+  ASSERT_NO_FATAL_FAILURE(StepHourly(*engine, world, 1));
+  auto reloaded = StateFromJson(world.saved_state, "state.json");
+  ASSERT_TRUE(reloaded.has_value());
+  engine = std::make_unique<RotationEngine>(options, *reloaded, &world, &holder);
+  ASSERT_TRUE(engine->Start().has_value());
+  ASSERT_NO_FATAL_FAILURE(StepHourly(*engine, world, 1));
+  EXPECT_EQ(Keyed(engine->Keys(), only)->dns_mismatch_since, lost);
+  EXPECT_NE(Keyed(engine->Keys(), only)->dns_problem.find("missing"), std::string::npos);
+}
+
+TEST(RotationEngine, KeyPendingTooLongSaysWhyAtMostHourly) {
+  FakeWorld world;
+  world.can_publish = false;
+  SnapshotHolder holder;
+  auto options = Options(1);
+  options.streams[0].prepublish = 0;
+  RotationEngine engine(options, {}, &world, &holder);
+  ASSERT_TRUE(engine.Start().has_value());
+  for (int i = 0; i < 6 * 60; ++i, world.now += minutes(1)) ASSERT_TRUE(engine.Step().has_value());
+  // Expected within max(1 h, min_propagation) + 3 polls; then once an hour.
+  const int logged = CountContaining(world.warnings, "longer than expected: DNS: missing");
+  EXPECT_GE(logged, 4);
+  EXPECT_LE(logged, 5);
+  const KeyInfo& k = engine.Keys().at(0);
+  auto next = NextStepOf(k, engine.Keys(), options.streams[0], options.min_propagation, false, world.now);
+  EXPECT_NE(next.what.find("last DNS check: missing"), std::string::npos) << next.what;
 }
 
 TEST(SigningSnapshot, PicksRoundRobinPerAlgorithm) {

@@ -32,7 +32,11 @@ class RotationIntegrationTest : public ::testing::Test {
     options.zones = {"example.test"};
     auto knot = KnotServer::Start(options);
     ASSERT_TRUE(knot.has_value()) << knot.error().message;
-    knot_ = std::move(*knot);
+    UseKnot(std::move(*knot));
+  }
+
+  void UseKnot(std::unique_ptr<KnotServer> knot) {
+    knot_ = std::move(knot);
     dir_ = knot_->dir() + "/keystore";
     // The hook reads its server from the environment the daemon passes on.
     ::setenv("DKIMROTOR_NS_SERVER", knot_->listen().c_str(), 1);
@@ -49,7 +53,7 @@ class RotationIntegrationTest : public ::testing::Test {
     p.algorithm = signer::Algorithm::kRsaSha256;
     p.bits = 1024;  // quick to generate; the size does not matter to the schedule
     p.active_keys = 1;
-    p.prepublish = 1;
+    p.prepublish = prepublish_;
     p.key_lifetime = std::chrono::hours(2);
     p.grace = std::chrono::hours(1);
     p.selector_format = signer::SelectorFormat::Parse("{stream}-{yyyymmdd}-{alg}{bits}").value();
@@ -63,7 +67,6 @@ class RotationIntegrationTest : public ::testing::Test {
     o.dns.resolvers = {knot_->server_address()};
     o.dns.check_authoritative = true;
     o.dns.authoritative_port = knot_->port();
-    o.dns.authoritative_ipv6 = false;
     o.dns.timeout = milliseconds(500);
     o.log = [this](LogLevel level, const std::string& m) {
       if (level >= LogLevel::kWarning) log_.push_back(m);
@@ -77,7 +80,7 @@ class RotationIntegrationTest : public ::testing::Test {
     RotationOptions o;
     o.streams = {Policy()};
     o.min_propagation = minutes(10);
-    o.retry_min = std::chrono::seconds(60);
+    o.retry_min = retry_min_;
     auto state = LoadState(dir_);
     EXPECT_TRUE(state.has_value()) << state.error().message;
     auto engine = std::make_unique<RotationEngine>(o, state ? *state : std::vector<KeyInfo>{}, world, &holder_);
@@ -139,8 +142,35 @@ class RotationIntegrationTest : public ::testing::Test {
     EXPECT_TRUE(verdicts[0].status.has_value()) << verdicts[0].status.error().message;
   }
 
+  // A hook script that runs contrib/hooks/nsupdate with `value` instead of the key's record,
+  // or with the key's own record when `value` is empty.
+  std::string WriteHook(const std::string& name, const std::string& value) {
+    const std::string hook = knot_->dir() + "/" + name;
+    const std::string tmp = hook + ".tmp";
+    std::ofstream(tmp) << "#!/bin/sh\nexec " << DKIMROTOR_SOURCE_DIR
+                       << "/contrib/hooks/nsupdate \"$1\" \"$2\" \"$3\" "
+                       << (value.empty() ? std::string("\"$4\"") : "'" + value + "'") << "\n";
+    ::chmod(tmp.c_str(), 0700);
+    std::filesystem::rename(tmp, hook);  // never half-written when the engine runs it
+    return hook;
+  }
+
+  std::string SelectorIn(const std::vector<KeyInfo>& keys, KeyState s) {
+    for (const auto& k : keys)
+      if (k.state == s) return k.selector;
+    return "";
+  }
+
+  int Logged(const std::string& part) const {
+    int n = 0;
+    for (const auto& m : log_) n += m.find(part) != std::string::npos ? 1 : 0;
+    return n;
+  }
+
   std::unique_ptr<KnotServer> knot_;
   std::string dir_;
+  int prepublish_ = 1;
+  std::chrono::seconds retry_min_{60};
   TimePoint now_ = FromUnix(1'800'000'000);
   SnapshotHolder holder_;
   std::vector<std::string> log_, audit_;
@@ -248,6 +278,109 @@ TEST_F(RotationIntegrationTest, FailingHookAndDnsTimeoutsDoNotStopSigning) {
   EXPECT_EQ(holder_.Load()->Pick("example.test").size(), 1u);
   EXPECT_NE(holder_.Load()->Pick("example.test").at(0), nullptr);
   (void)signing;
+}
+
+TEST_F(RotationIntegrationTest, HookThatPublishedAWrongValueIsRunAgainOnceFixed) {
+  auto other = signer::PrivateKey::Generate(signer::Algorithm::kRsaSha256, 1024);
+  ASSERT_TRUE(other.has_value());
+  const std::string hook = WriteHook("hook", "v=DKIM1; k=rsa; p=" + (*other)->dkim_public_key());
+  auto world = World(hook);
+  auto engine = Engine(world.get());
+  Run(*engine, 6);
+  EXPECT_EQ(Count(engine->Keys(), KeyState::kPending), 2);
+  EXPECT_GE(Logged("ran the publish hook again"), 2);
+  EXPECT_NE(engine->Keys().at(0).dns_problem.find("wrong"), std::string::npos) << engine->Keys().at(0).dns_problem;
+  // The hook is fixed in place; nobody republishes by hand.
+  WriteHook("hook", "");
+  Run(*engine, 24);
+  auto keys = engine->Keys();
+  EXPECT_EQ(Count(keys, KeyState::kActive), 1);
+  EXPECT_EQ(Count(keys, KeyState::kReady), 1);
+  for (const auto& k : keys) {
+    EXPECT_EQ(Served(k.selector), KeyRecordValue(k));
+    EXPECT_FALSE(k.dns_mismatch_since.has_value());
+  }
+  ASSERT_NO_FATAL_FAILURE(ExpectSignsVerifiably());
+}
+
+TEST_F(RotationIntegrationTest, DeletedRecordTakesTheActiveKeyOutOfSigningWhenASpareCanSign) {
+  retry_min_ = std::chrono::minutes(30);  // DNS stays wrong past min_propagation (10 min)
+  auto world = World(std::string(DKIMROTOR_SOURCE_DIR) + "/contrib/hooks/nsupdate");
+  auto engine = Engine(world.get());
+  Run(*engine, 4);
+  const std::string broken = SelectorIn(engine->Keys(), KeyState::kActive);
+  const std::string spare = SelectorIn(engine->Keys(), KeyState::kReady);
+  ASSERT_FALSE(broken.empty());
+  ASSERT_FALSE(spare.empty());
+  // A DNS server that stops answering is no evidence: nothing changes.
+  knot_->Pause();
+  Run(*engine, 4);
+  knot_->Resume();
+  EXPECT_EQ(holder_.Load()->Pick("example.test").at(0)->selector(), broken);
+  EXPECT_TRUE(log_.empty()) << log_.front();
+
+  ASSERT_TRUE(knot_->RemoveName("example.test", broken + "._domainkey.example.test").has_value());
+  Run(*engine, 2);  // seen missing twice, for 5 minutes: it still signs
+  EXPECT_EQ(holder_.Load()->Pick("example.test").at(0)->selector(), broken);
+  Run(*engine, 1);  // the third time, 10 minutes after: the spare takes over
+  EXPECT_EQ(holder_.Load()->Pick("example.test").at(0)->selector(), spare);
+  EXPECT_EQ(Logged(broken + "._domainkey.example.test no longer signs"), 1);
+  ASSERT_NO_FATAL_FAILURE(ExpectSignsVerifiably());
+  // It is republished (it stays in DNS for grace, for mail already signed with it).
+  Run(*engine, 6);
+  for (const auto& k : engine->Keys())
+    if (k.selector == broken) {
+      EXPECT_EQ(k.state, KeyState::kRetiring);
+      EXPECT_EQ(Served(broken), KeyRecordValue(k));
+    }
+  EXPECT_GE(Logged("ran the publish hook again"), 1);
+}
+
+TEST_F(RotationIntegrationTest, DeletedRecordWithoutSpareKeepsSigningAndLogsErrors) {
+  prepublish_ = 0;
+  retry_min_ = std::chrono::hours(1);
+  auto world = World(std::string(DKIMROTOR_SOURCE_DIR) + "/contrib/hooks/nsupdate");
+  auto engine = Engine(world.get());
+  Run(*engine, 4);
+  const std::string only = SelectorIn(engine->Keys(), KeyState::kActive);
+  ASSERT_FALSE(only.empty());
+  ASSERT_TRUE(knot_->RemoveName("example.test", only + "._domainkey.example.test").has_value());
+  Run(*engine, 6);
+  EXPECT_EQ(holder_.Load()->Pick("example.test").at(0)->selector(), only);
+  EXPECT_EQ(Logged("so it goes on signing"), 4);  // every pass from the third on
+  // The republish after retry_min heals it; the errors stop.
+  Run(*engine, 12);
+  EXPECT_EQ(Logged("ran the publish hook again"), 1);
+  EXPECT_EQ(Served(only), KeyRecordValue(engine->Keys().at(0)));
+  const int errors = Logged("so it goes on signing");
+  Run(*engine, 3);
+  EXPECT_EQ(Logged("so it goes on signing"), errors);
+  EXPECT_FALSE(engine->Keys().at(0).dns_mismatch_since.has_value());
+}
+
+TEST_F(RotationIntegrationTest, KeysBecomeReadyOnAnIpv4OnlyHostWhoseNameServersHaveAaaa) {
+  auto rc = testing::RunInIpv4OnlyNamespace([this] {
+    KnotServer::Options options;
+    options.zones = {"example.test"};
+    options.name_servers_ipv6 = {"2001:db8::53"};
+    auto knot = KnotServer::Start(options);
+    EXPECT_TRUE(knot.has_value()) << knot.error().message;
+    if (!knot) return 1;
+    (void)knot_.release();  // the parent's server: the parent stops it
+    UseKnot(std::move(*knot));
+    auto world = World(std::string(DKIMROTOR_SOURCE_DIR) + "/contrib/hooks/nsupdate");
+    auto engine = Engine(world.get());
+    Run(*engine, 4);
+    EXPECT_EQ(Count(engine->Keys(), KeyState::kActive), 1);
+    EXPECT_EQ(Count(engine->Keys(), KeyState::kReady), 1);
+    for (const auto& k : engine->Keys()) EXPECT_TRUE(k.dns_problem.empty()) << k.dns_problem;
+    EXPECT_NO_FATAL_FAILURE(ExpectSignsVerifiably());
+    engine.reset();
+    knot_.reset();
+    return ::testing::Test::HasFailure() ? 1 : 0;
+  });
+  if (!rc) GTEST_SKIP() << rc.error().message;
+  EXPECT_EQ(*rc, 0) << "see the child's failures above";
 }
 
 }  // namespace

@@ -31,6 +31,8 @@ class StateStoreTest : public ::testing::Test {
     k.state_since = FromUnix(1'800'100'000);
     k.published = FromUnix(1'800'000'010);
     k.dns_ok_since = FromUnix(1'800'000'600);
+    k.dns_mismatch_since = FromUnix(1'800'100'060);
+    k.dns_problem = "missing: mta1-20261122-rsa2048._domainkey.example.com has no TXT record";
     k.activated = FromUnix(1'800'007'200);
     k.retired = FromUnix(1'800'100'000);
     k.emergency = true;
@@ -51,6 +53,19 @@ TEST_F(StateStoreTest, RoundTripsEveryField) {
   EXPECT_FALSE(std::filesystem::exists(StatePath(dir_) + ".tmp"));
   EXPECT_EQ(std::filesystem::status(StatePath(dir_)).permissions() & std::filesystem::perms::all,
             std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+}
+
+TEST_F(StateStoreTest, ReadsFilesWrittenBeforeDnsWasRechecked) {
+  KeyInfo old = SampleKey();
+  old.dns_mismatch_since.reset();
+  old.dns_problem.clear();
+  const std::string json = StateToJson({old});
+  ASSERT_EQ(json.find("dns_mismatch_since"), std::string::npos) << json;
+  ASSERT_EQ(json.find("dns_problem"), std::string::npos) << json;
+  auto loaded = StateFromJson(json, "state.json");
+  ASSERT_TRUE(loaded.has_value()) << loaded.error().message;
+  EXPECT_FALSE(loaded->at(0).dns_mismatch_since.has_value());
+  EXPECT_TRUE(loaded->at(0).dns_problem.empty());
 }
 
 TEST_F(StateStoreTest, AlgorithmsAreStoredByTheirDkimNames) {
