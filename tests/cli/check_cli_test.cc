@@ -70,11 +70,7 @@ class CheckCliTest : public ::testing::Test {
 
   ProcessResult Run(std::vector<std::string> args) {
     args.insert(args.begin(), DKIMROTOR_BINARY);
-    auto r = RunProcess(args, {{"PATH", "/usr/bin:/bin:/usr/sbin"},
-                               {"DKIMROTOR_NS_SERVER", knot_->listen()},
-                               {"DKIMROTOR_NS_PORT", std::to_string(knot_->port())},
-                               {"DKIMROTOR_NS_TSIG", knot_->tsig_key_file()},
-                               {"DKIMROTOR_NS_CONFIG", knot_->dir() + "/none.env"}});
+    auto r = RunProcess(args, knot_->NsupdateHookEnv());
     EXPECT_TRUE(r.has_value()) << r.error().message;
     return r ? *r : ProcessResult{};
   }

@@ -41,6 +41,7 @@ namespace {
 
 using keystore::KeyState;
 using keystore::testing::KnotServer;
+using keystore::testing::ReadText;
 using keystore::testing::RunProcess;
 using milter::testing::Header;
 using milter::testing::MilterClient;
@@ -52,13 +53,6 @@ const std::vector<Header> kHeaders = {{"From", " Alice <alice@example.test>"},
                                       {"Subject", " control test"},
                                       {"Message-ID", " <1@example.test>"}};
 const std::string kBody = "Hello,\r\n\r\nthe keys move while we write.\r\n";
-
-std::string ReadText(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 size_t Count(const std::string& text, const std::string& needle) {
   size_t n = 0;
@@ -133,11 +127,7 @@ class ControlTest : public ::testing::Test {
     keystore_ = dir_ + "/keystore";
     control_ = keystore_ + "/control.sock";
     WriteConfig("0s");
-    env_ = {{"PATH", "/usr/bin:/bin:/usr/sbin"},
-            {"DKIMROTOR_NS_SERVER", knot_->listen()},
-            {"DKIMROTOR_NS_PORT", std::to_string(knot_->port())},
-            {"DKIMROTOR_NS_TSIG", knot_->tsig_key_file()},
-            {"DKIMROTOR_NS_CONFIG", dir_ + "/none.env"}};
+    env_ = knot_->NsupdateHookEnv();
   }
 
   void TearDown() override {

@@ -33,6 +33,7 @@ namespace dkimrotor::daemon {
 namespace {
 
 using keystore::testing::KnotServer;
+using keystore::testing::ReadText;
 using keystore::testing::RunProcess;
 using milter::testing::Header;
 using milter::testing::MilterClient;
@@ -45,13 +46,6 @@ const std::vector<Header> kHeaders = {{"From", " Alice <alice@example.test>"},
                                       {"Message-ID", " <1@example.test>"}};
 const std::string kBody = "Hello,\r\n\r\nthis is  a test.\r\n";
 constexpr int kHookHoldSeconds = 4;
-
-std::string ReadText(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 size_t Count(const std::string& text, const std::string& needle) {
   size_t n = 0;
@@ -91,11 +85,7 @@ class DaemonTest : public ::testing::Test {
                          << "exec '" << DKIMROTOR_SOURCE_DIR << "/contrib/hooks/nsupdate' \"$@\"\n";
     ASSERT_EQ(::chmod(hook_.c_str(), 0755), 0);
     WriteConfig();
-    env_ = {{"PATH", "/usr/bin:/bin:/usr/sbin"},
-            {"DKIMROTOR_NS_SERVER", knot_->listen()},
-            {"DKIMROTOR_NS_PORT", std::to_string(knot_->port())},
-            {"DKIMROTOR_NS_TSIG", knot_->tsig_key_file()},
-            {"DKIMROTOR_NS_CONFIG", dir_ + "/none.env"}};
+    env_ = knot_->NsupdateHookEnv();
   }
 
   void TearDown() override {

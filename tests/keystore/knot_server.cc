@@ -47,12 +47,6 @@ util::Status WriteText(const std::string& path, std::string_view text, mode_t mo
   return util::Ok();
 }
 
-std::string ReadText(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 // A port that is free for both UDP and TCP on `listen` right now (the kernel picks it).
 util::Result<uint16_t> FreePort(const std::string& listen) {
@@ -133,6 +127,38 @@ util::Result<int> RunInIpv4OnlyNamespace(const std::function<int()>& body) {
   return WEXITSTATUS(status);
 }
 
+std::string ReadText(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+namespace {
+
+// argv and envp for posix_spawn; they point into the strings they were made from.
+std::vector<char*> Argv(const std::vector<std::string>& argv) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  return args;
+}
+
+std::vector<std::string> EnvStrings(const std::map<std::string, std::string>& env) {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : env) out.push_back(k + "=" + v);
+  return out;
+}
+
+std::vector<char*> Envp(std::vector<std::string>& strings) {
+  std::vector<char*> envp;
+  for (auto& e : strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  return envp;
+}
+
+}  // namespace
+
 util::Result<ProcessResult> RunProcess(const std::vector<std::string>& argv,
                                        const std::map<std::string, std::string>& env,
                                        std::string_view input) {
@@ -150,14 +176,9 @@ util::Result<ProcessResult> RunProcess(const std::vector<std::string>& argv,
   posix_spawn_file_actions_adddup2(&actions, in_fd, 0);
   posix_spawn_file_actions_adddup2(&actions, out_fd, 1);
   posix_spawn_file_actions_adddup2(&actions, out_fd, 2);
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  std::vector<std::string> env_strings;
-  for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
-  std::vector<char*> envp;
-  for (auto& e : env_strings) envp.push_back(e.data());
-  envp.push_back(nullptr);
+  std::vector<char*> args = Argv(argv);
+  std::vector<std::string> env_strings = EnvStrings(env);
+  std::vector<char*> envp = Envp(env_strings);
   pid_t pid = -1;
   int rc = posix_spawn(&pid, argv[0].c_str(), &actions, nullptr, args.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
@@ -183,19 +204,22 @@ util::Result<pid_t> SpawnProcess(const std::vector<std::string>& argv,
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  std::vector<std::string> env_strings;
-  for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
-  std::vector<char*> envp;
-  for (auto& e : env_strings) envp.push_back(e.data());
-  envp.push_back(nullptr);
+  std::vector<char*> args = Argv(argv);
+  std::vector<std::string> env_strings = EnvStrings(env);
+  std::vector<char*> envp = Envp(env_strings);
   pid_t pid = -1;
   int rc = posix_spawn(&pid, argv[0].c_str(), &actions, nullptr, args.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) return Fail("cannot run " + argv[0] + ": " + std::strerror(rc));
   return pid;
+}
+
+std::map<std::string, std::string> KnotServer::NsupdateHookEnv() const {
+  return {{"PATH", "/usr/bin:/bin:/usr/sbin"},
+          {"DKIMROTOR_NS_SERVER", listen()},
+          {"DKIMROTOR_NS_PORT", std::to_string(port())},
+          {"DKIMROTOR_NS_TSIG", tsig_key_file()},
+          {"DKIMROTOR_NS_CONFIG", dir() + "/none.env"}};
 }
 
 bool KnotServer::Available() {

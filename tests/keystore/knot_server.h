@@ -37,6 +37,9 @@ util::Result<ProcessResult> RunProcess(const std::vector<std::string>& argv,
                                        const std::map<std::string, std::string>& env,
                                        std::string_view input = {});
 
+// The whole content of a file; empty when it cannot be read.
+std::string ReadText(const std::string& path);
+
 // Starts `argv` without a shell, with `env` as its whole environment, stdout and stderr into
 // `log` (created or truncated); does not wait. Returns the child's pid.
 util::Result<pid_t> SpawnProcess(const std::vector<std::string>& argv,
@@ -102,6 +105,10 @@ class KnotServer {
 
   // The knotd log, for failure messages.
   std::string Log() const;
+
+  // The environment contrib/hooks/nsupdate needs to publish into this server (TSIG-signed), with
+  // a PATH that finds knsupdate: what a test gives `dkimrotor run`, `rotate` and the hooks.
+  std::map<std::string, std::string> NsupdateHookEnv() const;
 
  private:
   KnotServer() = default;

@@ -28,18 +28,12 @@ namespace dkimrotor::milter {
 namespace {
 
 using keystore::testing::KnotServer;
+using keystore::testing::ReadText;
 using keystore::testing::RunProcess;
 using testing::Header;
 using testing::MilterClient;
 using testing::Modification;
 using testing::Reply;
-
-std::string ReadText(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 const std::vector<Header> kHeaders = {{"From", " Alice <alice@example.test>"},
                                       {"To", " bob@example.net"},
@@ -62,11 +56,7 @@ class MilterDaemonTest : public ::testing::Test {
     socket_ = "inet:" + std::to_string(*port) + "@127.0.0.1";
     config_ = dir_ + "/dkimrotor.conf";
     WriteConfig("accept");
-    env_ = {{"PATH", "/usr/bin:/bin:/usr/sbin"},
-            {"DKIMROTOR_NS_SERVER", knot_->listen()},
-            {"DKIMROTOR_NS_PORT", std::to_string(knot_->port())},
-            {"DKIMROTOR_NS_TSIG", knot_->tsig_key_file()},
-            {"DKIMROTOR_NS_CONFIG", dir_ + "/none.env"}};
+    env_ = knot_->NsupdateHookEnv();
     // One engine step with min_propagation 0 generates, publishes, verifies and activates.
     auto r = RunProcess({DKIMROTOR_BINARY, "rotate", "-c", config_, "--domain", "example.test"}, env_);
     ASSERT_TRUE(r.has_value());

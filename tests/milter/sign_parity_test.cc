@@ -22,18 +22,12 @@ namespace dkimrotor::milter {
 namespace {
 
 using keystore::testing::KnotServer;
+using keystore::testing::ReadText;
 using keystore::testing::RunProcess;
 using testing::Header;
 using testing::MilterClient;
 using testing::Modification;
 using testing::Reply;
-
-std::string ReadText(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 // The tags of every DKIM-Signature at the top of `message`, as "d=..;s=..;h=..", in order.
 std::vector<std::string> SignatureIdentity(const std::string& message) {
@@ -87,11 +81,7 @@ class SignParityTest : public ::testing::Test {
         << "    bits = 1024; active_keys = 1; prepublish = 0; publish_hook = \"" << hook << "\"; },\n"
         << "  { domain = \"other.test\"; stream = \"mta1\"; subdomains = true; bits = 1024; active_keys = 1;\n"
         << "    prepublish = 0; publish_hook = \"" << hook << "\"; } );\n";
-    env_ = {{"PATH", "/usr/bin:/bin:/usr/sbin"},
-            {"DKIMROTOR_NS_SERVER", knot_->listen()},
-            {"DKIMROTOR_NS_PORT", std::to_string(knot_->port())},
-            {"DKIMROTOR_NS_TSIG", knot_->tsig_key_file()},
-            {"DKIMROTOR_NS_CONFIG", dir_ + "/none.env"}};
+    env_ = knot_->NsupdateHookEnv();
     for (const char* domain : {"example.test", "other.test"}) {
       auto r = RunProcess({DKIMROTOR_BINARY, "rotate", "-c", config_, "--domain", domain}, env_);
       ASSERT_TRUE(r.has_value());
