@@ -2,7 +2,8 @@
 // command line. When a daemon answers on the keystore's control.sock, keys, keys import,
 // rotate and status go through it (it is the keystore's only writer while it runs, and keys
 // shows what it holds); otherwise keys reads the state file, and rotate and keys import take
-// the keystore's lock and work on it directly. dns and check only read the state.
+// the keystore's lock and work on it directly. dns, check and keys --history only read the
+// state (the daemon writes it crash-safely, so a reader never sees half of it).
 #include <sys/stat.h>
 
 #include <cstdio>
@@ -121,6 +122,22 @@ void PrintKeysTable(const nlohmann::json& report) {
   }
 }
 
+void PrintHistoryTable(const nlohmann::json& history) {
+  auto time_or_dash = [](const nlohmann::json& t) { return t.is_string() ? t.get<std::string>() : std::string("-"); };
+  std::printf("%-16s %-34s %-20s %-9s %-20s %-20s %-20s %-20s %s\n", "DOMAIN", "SELECTOR", "ALGORITHM", "STATE",
+              "CREATED", "ACTIVATED", "RETIRED", "REVOKED", "EMERGENCY");
+  for (const auto& d : history["domains"]) {
+    if (d["keys"].empty()) std::printf("%-16s (no keys yet)\n", Text(d["domain"]).c_str());
+    for (const auto& k : d["keys"]) {
+      const std::string alg = Text(k["algorithm"]) + "/" + std::to_string(k["bits"].get<int>());
+      std::printf("%-16s %-34s %-20s %-9s %-20s %-20s %-20s %-20s %s\n", Text(d["domain"]).c_str(),
+                  Text(k["selector"]).c_str(), alg.c_str(), Text(k["state"]).c_str(), Text(k["created"]).c_str(),
+                  time_or_dash(k["activated"]).c_str(), time_or_dash(k["retired"]).c_str(),
+                  time_or_dash(k["revoked"]).c_str(), k["emergency"].get<bool>() ? "yes" : "no");
+    }
+  }
+}
+
 void PrintTransitions(const nlohmann::json& result) {
   if (result.contains("transitions"))
     for (const auto& t : result["transitions"]) std::printf("%s\n", Text(t).c_str());
@@ -128,10 +145,14 @@ void PrintTransitions(const nlohmann::json& result) {
 
 constexpr const char* kKeysUsage =
     "usage: dkimrotor keys -c FILE [--json]\n"
+    "       dkimrotor keys -c FILE --history [--json]\n"
     "       dkimrotor keys import -c FILE --domain D --selector S --key FILE.pem\n"
     "Lists every key: state, since when, and what happens next. 'import' adds an existing key;\n"
     "it enters as pending and goes through the same DNS check as a generated one.\n"
-    "With a daemon running, both go through it (the keys it holds; it imports the key itself).\n";
+    "With a daemon running, both go through it (the keys it holds; it imports the key itself).\n"
+    "--history lists every selector the keystore ever held, revoked ones too, oldest first:\n"
+    "when it was created, became active, retired and was revoked, and whether in an emergency.\n"
+    "It reads the state file, with or without a daemon.\n";
 
 int ImportKey(const Args& args) {
   auto loaded = Load(args);
@@ -173,7 +194,7 @@ int ImportKey(const Args& args) {
 }  // namespace
 
 int RunKeys(std::span<char*> argv) {
-  Args args(argv, {"--config", "--domain", "--selector", "--key"}, {"--json", "--help"});
+  Args args(argv, {"--config", "--domain", "--selector", "--key"}, {"--json", "--history", "--help"});
   if (!args.ok()) return Usage("keys", args.error(), kKeysUsage);
   if (args.Has("--help")) {
     std::fputs(kKeysUsage, stdout);
@@ -181,6 +202,21 @@ int RunKeys(std::span<char*> argv) {
   }
   if (!args.positional().empty() && args.positional()[0] == "import") return ImportKey(args);
   if (!args.positional().empty()) return Usage("keys", "unknown argument " + args.positional()[0], kKeysUsage);
+  if (args.Has("--history")) {
+    // The state file, also with a daemon running: it saves every transition before it takes
+    // effect, so the file holds the whole history.
+    auto loaded = Load(args);
+    if (!loaded) return Fail("keys", loaded.error().message);
+    std::vector<std::string> domains;
+    for (const auto& d : loaded->config.domains) domains.push_back(d.domain);
+    const nlohmann::json history = control::KeyHistory(loaded->keys, domains);
+    if (args.Has("--json")) {
+      std::cout << history.dump(2) << "\n";
+    } else {
+      PrintHistoryTable(history);
+    }
+    return kExitOk;
+  }
   auto config = LoadConfigOnly(args);
   if (!config) return Fail("keys", config.error().message);
   nlohmann::json report;

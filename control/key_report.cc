@@ -1,7 +1,9 @@
 #include "control/key_report.h"
 
+#include <algorithm>
 #include <map>
 #include <optional>
+#include <tuple>
 
 #include "signer/algorithm.h"
 
@@ -28,6 +30,10 @@ std::map<std::string, std::vector<const KeyInfo*>> ByDomain(const KeyReportInput
   for (const auto& d : in.domains) by_domain[d];
   for (const auto& k : *in.keys) by_domain[k.domain].push_back(&k);
   return by_domain;
+}
+
+nlohmann::json TimeOrNull(const std::optional<keystore::TimePoint>& t) {
+  return t ? nlohmann::json(keystore::Rfc3339(*t)) : nlohmann::json();
 }
 
 }  // namespace
@@ -102,6 +108,36 @@ nlohmann::json DomainSummaries(const KeyReportInput& in) {
     out.push_back(std::move(d));
   }
   return out;
+}
+
+nlohmann::json KeyHistory(const std::vector<KeyInfo>& keys, const std::vector<std::string>& domains) {
+  std::map<std::string, std::vector<const KeyInfo*>> by_domain;
+  for (const auto& d : domains) by_domain[d];
+  for (const auto& k : keys) by_domain[k.domain].push_back(&k);
+  nlohmann::json root;
+  root["domains"] = nlohmann::json::array();
+  for (auto& [domain, list] : by_domain) {
+    // Keys made in the same second (one per algorithm and spare) keep a stable order.
+    std::sort(list.begin(), list.end(), [](const KeyInfo* a, const KeyInfo* b) {
+      return std::tie(a->created, a->selector) < std::tie(b->created, b->selector);
+    });
+    nlohmann::json d;
+    d["domain"] = domain;
+    d["keys"] = nlohmann::json::array();
+    for (const KeyInfo* k : list) {
+      d["keys"].push_back(nlohmann::json{{"selector", k->selector},
+                           {"algorithm", std::string(signer::AlgorithmName(k->algorithm))},
+                           {"bits", k->bits},
+                           {"created", keystore::Rfc3339(k->created)},
+                           {"activated", TimeOrNull(k->activated)},
+                           {"retired", TimeOrNull(k->retired)},
+                           {"revoked", TimeOrNull(k->revoked)},
+                           {"emergency", k->emergency},
+                           {"state", std::string(keystore::KeyStateName(k->state))}});
+    }
+    root["domains"].push_back(std::move(d));
+  }
+  return root;
 }
 
 }  // namespace dkimrotor::control

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "keystore/key_info.h"
 #include "signer/private_key.h"
 #include "tests/keystore/knot_server.h"
 
@@ -185,6 +186,100 @@ TEST_F(KeystoreCliTest, EmergencyRevokesAtOnce) {
   }
   EXPECT_EQ(rsa_active, 1) << after.dump(1);
   EXPECT_FALSE(std::filesystem::exists(knot_->dir() + "/keystore/keys/" + selector + "._domainkey.example.test.pem"));
+}
+
+std::string NowRfc3339() {
+  return keystore::Rfc3339(std::chrono::time_point_cast<std::chrono::seconds>(keystore::Clock::now()));
+}
+
+// keys --history: every selector ever held, revoked ones too, with the time of each
+// transition (RFC 3339 strings of one width, so they compare as text).
+TEST_F(KeystoreCliTest, HistoryListsEverySelectorWithItsTransitions) {
+  const std::string t0 = NowRfc3339();
+  ASSERT_EQ(Run({"rotate", "-c", config_, "--domain", "example.test"}).exit_code, 0);
+  const std::string t1 = NowRfc3339();
+  ASSERT_EQ(Run({"rotate", "-c", config_, "--domain", "example.test"}).exit_code, 0);
+  std::string victim;
+  const auto before = KeysJson();
+  for (const auto& k : before["domains"][0]["keys"])
+    if (k["state"] == "active" && k["algorithm"] == "rsa-sha256") victim = k["selector"];
+  ASSERT_FALSE(victim.empty()) << before.dump(1);
+  const std::string t2 = NowRfc3339();
+  ASSERT_EQ(Run({"rotate", "-c", config_, "--domain", "example.test", "--emergency", "--selector", victim}).exit_code, 0);
+  const std::string t3 = NowRfc3339();
+
+  auto r = Run({"keys", "-c", config_, "--history", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto history = nlohmann::json::parse(r.output, nullptr, false);
+  ASSERT_TRUE(history.is_object()) << r.output;
+  ASSERT_EQ(history["domains"].size(), 1u) << history.dump(1);
+  EXPECT_EQ(history["domains"][0]["domain"], "example.test");
+  const auto& keys = history["domains"][0]["keys"];
+
+  // The same selectors as `keys` (which lists revoked ones too), each once.
+  std::set<std::string> listed, held;
+  for (const auto& k : keys) EXPECT_TRUE(listed.insert(k["selector"].get<std::string>()).second) << k.dump();
+  const auto now = KeysJson();
+  for (const auto& k : now["domains"][0]["keys"]) held.insert(k["selector"].get<std::string>());
+  EXPECT_EQ(listed, held);
+  EXPECT_GE(listed.size(), 7u) << history.dump(1);  // 2 rotated out, 2 active, spares, the victim
+
+  const std::set<std::string> shape = {"selector", "algorithm", "bits",    "created",  "activated",
+                                       "retired",  "revoked",   "emergency", "state"};
+  std::string previous_created;
+  std::map<std::string, int> states;
+  for (const auto& k : keys) {
+    std::set<std::string> fields;
+    for (const auto& [name, value] : k.items()) fields.insert(name);
+    EXPECT_EQ(fields, shape) << k.dump();
+    EXPECT_TRUE(k["bits"].is_number_integer()) << k.dump();
+    EXPECT_TRUE(k["emergency"].is_boolean()) << k.dump();
+    for (const char* t : {"activated", "retired", "revoked"}) EXPECT_TRUE(k[t].is_null() || k[t].is_string()) << k.dump();
+    const std::string created = k["created"];
+    EXPECT_GE(created, previous_created) << "not sorted by creation: " << history.dump(1);
+    previous_created = created;
+    EXPECT_GE(created, t0);
+    const std::string state = k["state"];
+    ++states[state];
+    if (k["selector"] == victim) {
+      EXPECT_EQ(state, "revoked");
+      EXPECT_TRUE(k["emergency"].get<bool>());
+      EXPECT_LE(k["activated"].get<std::string>(), t2);
+      EXPECT_GE(k["retired"].get<std::string>(), t2);
+      EXPECT_LE(k["retired"].get<std::string>(), t3);
+      EXPECT_GE(k["revoked"].get<std::string>(), k["retired"].get<std::string>());
+      EXPECT_LE(k["revoked"].get<std::string>(), t3);
+      continue;
+    }
+    EXPECT_FALSE(k["emergency"].get<bool>()) << k.dump();
+    EXPECT_TRUE(k["revoked"].is_null()) << k.dump();  // the grace is 7 days
+    if (state == "retiring") {
+      // Activated by the first rotate, retired by the second.
+      EXPECT_LE(k["activated"].get<std::string>(), t1) << k.dump();
+      EXPECT_GE(k["retired"].get<std::string>(), t1) << k.dump();
+      EXPECT_LE(k["retired"].get<std::string>(), t2) << k.dump();
+    } else if (state == "active") {
+      EXPECT_TRUE(k["retired"].is_null()) << k.dump();
+      EXPECT_GE(k["activated"].get<std::string>(), t1) << k.dump();
+    } else {
+      EXPECT_TRUE(k["activated"].is_null()) << k.dump();
+      EXPECT_TRUE(k["retired"].is_null()) << k.dump();
+    }
+  }
+  EXPECT_EQ(states["revoked"], 1) << history.dump(1);
+  EXPECT_EQ(states["retiring"], 2) << history.dump(1);
+  EXPECT_EQ(states["active"], 2) << history.dump(1);
+
+  // The table: one line per selector, the emergency marked.
+  r = Run({"keys", "-c", config_, "--history"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("ACTIVATED"), std::string::npos) << r.output;
+  for (const auto& selector : listed) EXPECT_NE(r.output.find(selector), std::string::npos) << r.output;
+  const size_t line = r.output.find(victim);
+  ASSERT_NE(line, std::string::npos);
+  const std::string victim_line = r.output.substr(line, r.output.find('\n', line) - line);
+  EXPECT_NE(victim_line.find("revoked"), std::string::npos) << victim_line;
+  EXPECT_TRUE(victim_line.ends_with(" yes")) << victim_line;
 }
 
 TEST_F(KeystoreCliTest, ImportedKeyEntersPendingAndSelectorsAreNeverReused) {
