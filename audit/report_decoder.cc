@@ -107,7 +107,8 @@ util::Result<std::vector<XmlDocument>> Unzip(std::string_view in, const DecodeLi
     if (zip_file_get_external_attributes(archive.get(), i, 0, &opsys, &attributes) == 0 &&
         opsys == ZIP_OPSYS_UNIX) {
       const mode_t mode = attributes >> 16;
-      if (mode != 0 && !S_ISREG(mode)) continue;  // a symlink or device dressed as .xml
+      // No type bits (some writers, Python's zipfile) is a plain file; a symlink is not.
+      if ((mode & S_IFMT) != 0 && !S_ISREG(mode)) continue;
     }
     if (st.valid & ZIP_STAT_SIZE) {
       if (st.size > limits.max_xml_bytes)
