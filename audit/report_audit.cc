@@ -1,6 +1,7 @@
 #include "audit/report_audit.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <map>
 #include <set>
 
@@ -23,6 +24,9 @@ struct Tally {
     if (seen_findings.insert(f).second) audit.findings.push_back(std::move(f));
   }
 };
+
+// Counts come from strangers: a hostile report must not wrap a sum around to a small number.
+void Add(uint64_t& sum, uint64_t n) { sum = n > UINT64_MAX - sum ? UINT64_MAX : sum + n; }
 
 std::string ReporterText(const DmarcReport& r) {
   return (r.org_name.empty() ? std::string("a receiver") : r.org_name) + " (report " +
@@ -109,9 +113,9 @@ AuditResult AuditReports(const std::vector<DmarcReport>& reports, const std::vec
             if (k.domain == r.domain && k.selector == selector) t.key = &k;
           t.audit.managed = t.key != nullptr;
         }
-        t.audit.messages += rec.count;
-        if (v.first) t.audit.pass += rec.count;
-        else if (v.second) t.audit.fail += rec.count;
+        Add(t.audit.messages, rec.count);
+        if (v.first) Add(t.audit.pass, rec.count);
+        else if (v.second) Add(t.audit.fail, rec.count);
         Judge(t, r, r.domain);
       }
     }

@@ -156,5 +156,14 @@ TEST(ReportAudit, SelectorSeenBeforeTheKeyWasCreatedIsAFinding) {
   EXPECT_NE(s->findings[0].find("seen before the key was created"), std::string::npos);
 }
 
+TEST(ReportAudit, HugeCountsSaturateInsteadOfWrapping) {
+  const uint64_t big = 9'000'000'000'000'000'000u;
+  auto r = AuditReports({Report({Record(big, {{"example.test", "live", "pass"}}),
+                                  Record(big, {{"example.test", "live", "pass"}}),
+                                  Record(big, {{"example.test", "live", "pass"}})})},
+                        {"example.test"}, kKeys);
+  EXPECT_EQ(Find(r, "live")->messages, UINT64_MAX);
+}
+
 }  // namespace
 }  // namespace dkimrotor::audit
