@@ -20,5 +20,6 @@ int RunCheck(std::span<char*> args);
 int RunRotate(std::span<char*> args);
 int RunStatus(std::span<char*> args);
 int RunDaemon(std::span<char*> args);
+int RunAudit(std::span<char*> args);
 
 }  // namespace dkimrotor::cli

@@ -18,6 +18,7 @@ constexpr const char* kUsage =
     "  check   check configuration, key files and DNS; exit 1 on any error\n"
     "  rotate  one rotation step now, or an emergency revocation (--emergency)\n"
     "  status  whether the daemon runs, its counters, and each domain's next step\n"
+    "  audit   check DMARC aggregate reports against the key history\n"
     "\n"
     "Run 'dkimrotor COMMAND --help' for a command's options.\n";
 
@@ -38,6 +39,7 @@ int main(int argc, char** argv) {
   if (command == "check") return RunCheck(rest);
   if (command == "rotate") return RunRotate(rest);
   if (command == "status") return RunStatus(rest);
+  if (command == "audit") return RunAudit(rest);
   if (command == "--help" || command == "-h" || command == "help") {
     std::fputs(kUsage, stdout);
     return kExitOk;
