@@ -15,6 +15,13 @@ std::string Number(double v) {
   return ec == std::errc() ? std::string(buffer, end) : "NaN";
 }
 
+// Bucket bounds in plain decimals ("0.0005", not "5e-04"), as client libraries write them.
+std::string Bound(double v) {
+  char buffer[64];
+  auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, v, std::chars_format::fixed);
+  return ec == std::errc() ? std::string(buffer, end) : Number(v);
+}
+
 // HELP text escapes backslash and line feed only.
 std::string EscapeHelp(std::string_view help) {
   std::string out;
@@ -92,7 +99,7 @@ void TextWriter::Histogram(std::string_view name, const LabelPairs& labels,
   uint64_t cumulative = 0;
   for (size_t i = 0; i < reading.buckets.size(); ++i) {
     cumulative += reading.buckets[i];
-    const std::string le = i < util::Histogram::kBounds.size() ? Number(util::Histogram::kBounds[i]) : "+Inf";
+    const std::string le = i < util::Histogram::kBounds.size() ? Bound(util::Histogram::kBounds[i]) : "+Inf";
     LabelPairs with_le = labels;
     with_le.emplace_back("le", le);
     // The bucket reads are not one atomic snapshot: +Inf is the count so the two agree.
