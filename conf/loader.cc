@@ -424,8 +424,10 @@ class Loader {
     const Setting* s = Find(g, "listen", Kind::kString);
     if (s == nullptr || std::string_view(s->c_str()).empty()) return;
     auto address = util::ServerAddress::Parse(s->c_str(), kDefaultMetricsPort);
-    if (!address) return Error(*s, address.error().message);
-    if (address->port == 0) return Error(*s, "needs a port from 1 to 65535, e.g. \"127.0.0.1:9795\"");
+    // ServerAddress's own messages speak of resolvers; this one names the setting's forms.
+    if (!address || address->port == 0)
+      return Error(*s, "must be \"IPv4:PORT\" or \"[IPv6]:PORT\": an IP address, not a name, and a port "
+                       "from 1 to 65535 (e.g. \"127.0.0.1:9795\", \"[::1]:9795\")");
     out.listen = std::move(*address);
   }
 
