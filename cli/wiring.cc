@@ -72,6 +72,7 @@ util::Result<daemon::DaemonSettings> DaemonSettingsFrom(const conf::Config& conf
   s.user = config.milter.user;
   s.group = config.milter.group;
   s.stop_timeout = config.milter.stop_timeout;
+  s.metrics_listen = config.metrics.listen;
   ASSIGN_OR_RETURN(s.session, SessionSettingsFrom(config));
   ASSIGN_OR_RETURN(s.rotation, RotationOptionsFrom(config));
   s.world = WorldOptionsFrom(config);

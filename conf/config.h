@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -109,6 +110,14 @@ struct LogConfig {
   bool operator==(const LogConfig&) const = default;
 };
 
+struct MetricsConfig {
+  // Where `GET /metrics` is served (Prometheus text format); empty: no endpoint. The file
+  // writes "IPv4:PORT" or "[IPv6]:PORT" (port 9795 when it names none).
+  std::optional<util::ServerAddress> listen;
+
+  bool operator==(const MetricsConfig&) const = default;
+};
+
 // One signing domain and how its keys rotate.
 struct DomainConfig {
   std::string domain;  // lowercase, no trailing dot
@@ -138,6 +147,7 @@ struct Config {
   KeystoreConfig keystore;
   DnsConfig dns;
   LogConfig log;
+  MetricsConfig metrics;
   std::vector<DomainConfig> domains;  // may be empty: then nothing is signed
 
   bool operator==(const Config&) const = default;

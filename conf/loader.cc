@@ -21,7 +21,7 @@ namespace {
 using libconfig::Setting;
 using Names = std::vector<std::string_view>;
 
-const Names kSections = {"milter", "signing", "keystore", "dns", "log", "domains"};
+const Names kSections = {"milter", "signing", "keystore", "dns", "log", "metrics", "domains"};
 const Names kMilterSettings = {"socket", "on_error", "on_bad_message", "user", "group",
                                "socket_mode", "stop_timeout"};
 const Names kSigningSettings = {"internal_hosts", "sign_authenticated", "canonicalization",
@@ -30,6 +30,7 @@ const Names kKeystoreSettings = {"directory"};
 const Names kDnsSettings = {"resolvers", "check_authoritative", "authoritative_port",
                             "min_propagation", "poll", "timeout"};
 const Names kLogSettings = {"target", "level", "audit"};
+const Names kMetricsSettings = {"listen"};
 const Names kDomainSettings = {"domain",       "stream",          "algorithms", "bits",
                                "active_keys",  "key_lifetime",    "prepublish", "grace",
                                "selector_format", "publish_hook", "hook_timeout", "subdomains"};
@@ -38,9 +39,10 @@ const Names kDomainSettings = {"domain",       "stream",          "algorithms", 
 const std::vector<std::pair<std::string_view, const Names*>> kSchema = {
     {"milter", &kMilterSettings}, {"signing", &kSigningSettings},
     {"keystore", &kKeystoreSettings}, {"dns", &kDnsSettings},
-    {"log", &kLogSettings}, {"domains", &kDomainSettings}};
+    {"log", &kLogSettings}, {"metrics", &kMetricsSettings}, {"domains", &kDomainSettings}};
 
 constexpr size_t kMaxErrors = 20;
+constexpr uint16_t kDefaultMetricsPort = 9795;
 
 // The file's spellings, for messages; signer::ParseAlgorithm/ParseCanonicalization read them.
 const std::vector<std::string_view> kAlgorithmNames = [] {
@@ -165,6 +167,7 @@ class Loader {
     }
     if (const Setting* s = Find(root, "dns", Kind::kGroup)) LoadDns(*s, config.dns);
     if (const Setting* s = Find(root, "log", Kind::kGroup)) LoadLog(*s, config.log);
+    if (const Setting* s = Find(root, "metrics", Kind::kGroup)) LoadMetrics(*s, config.metrics);
     if (const Setting* s = Find(root, "domains", Kind::kGroupList)) LoadDomains(*s, config.domains);
     return config;
   }
@@ -414,6 +417,18 @@ class Loader {
     ReadDuration(g, "min_propagation", out.min_propagation, seconds(0));
     ReadDuration(g, "poll", out.poll, seconds(1));
     ReadDuration(g, "timeout", out.timeout, seconds(1));
+  }
+
+  void LoadMetrics(const Setting& g, MetricsConfig& out) {
+    CheckNames(g, kMetricsSettings);
+    const Setting* s = Find(g, "listen", Kind::kString);
+    if (s == nullptr || std::string_view(s->c_str()).empty()) return;
+    auto address = util::ServerAddress::Parse(s->c_str(), kDefaultMetricsPort);
+    // ServerAddress's own messages speak of resolvers; this one names the setting's forms.
+    if (!address || address->port == 0)
+      return Error(*s, "must be \"IPv4:PORT\" or \"[IPv6]:PORT\": an IP address, not a name, and a port "
+                       "from 1 to 65535 (e.g. \"127.0.0.1:9795\", \"[::1]:9795\")");
+    out.listen = std::move(*address);
   }
 
   void LoadLog(const Setting& g, LogConfig& out) {

@@ -5,6 +5,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "daemon/metrics_page.h"
 #include "daemon/privileges.h"
 #include "daemon/signals.h"
 #include "keystore/storage/state_store.h"
@@ -15,9 +16,13 @@ namespace {
 // systemd's notify protocol (Type=notify): does nothing unless systemd set $NOTIFY_SOCKET.
 void Notify(const char* state) { sd_notify(0, state); }
 
-RotationRunnerOptions RotationOf(const DaemonSettings& s) { return {s.rotation, s.world, s.poll}; }
-
 }  // namespace
+
+RotationRunnerOptions Daemon::RotationOf(const DaemonSettings& s) {
+  RotationRunnerOptions o{s.rotation, s.world, s.poll};
+  o.world.counters = &world_counters_;
+  return o;
+}
 
 Daemon::Daemon(DaemonSettings settings, SettingsLoader reload, std::shared_ptr<spdlog::logger> log,
                std::shared_ptr<spdlog::logger> audit)
@@ -25,6 +30,7 @@ Daemon::Daemon(DaemonSettings settings, SettingsLoader reload, std::shared_ptr<s
 
 Daemon::~Daemon() {
   if (stopper_.joinable()) stopper_.join();
+  metrics_.reset();
   control_.reset();
   reloads_.reset();
   if (frontend_) frontend_->Stop();
@@ -50,6 +56,7 @@ util::Status Daemon::Run() {
   ASSIGN_OR_RETURN(rotation_, RotationRunner::Start(RotationOf(settings), std::move(keys), &snapshots_, log_));
 
   StartControl(settings);
+  RETURN_IF_ERROR(StartMetrics(settings));
 
   // If libmilter stops by itself, the main thread stops the rest: a signal to that thread
   // only (a process-wide one could reach libmilter's signal thread).
@@ -100,6 +107,23 @@ void Daemon::StartControl(const DaemonSettings& settings) {
   log_->info("control channel on {}", control::SocketPath(settings.world.directory));
 }
 
+// After privileges are dropped, like the control channel. Unlike it, a metrics endpoint that
+// cannot listen stops the start: monitoring that silently is not there is worse than none.
+util::Status Daemon::StartMetrics(const DaemonSettings& settings) {
+  if (!settings.metrics_listen) return util::Ok();
+  MetricsSources sources;
+  sources.service = service_.get();
+  sources.snapshots = &snapshots_;
+  sources.world = &world_counters_;
+  sources.keys = [this] { return rotation_->Keys(); };
+  sources.settings = [this] { return Settings(); };
+  sources.version = DKIMROTOR_VERSION;
+  ASSIGN_OR_RETURN(metrics_, MetricsServer::Start(*settings.metrics_listen,
+                                                  [sources = std::move(sources)] { return RenderMetrics(sources); }, log_));
+  log_->info("metrics on http://{}/metrics", settings.metrics_listen->ToString());
+  return util::Ok();
+}
+
 // On the stopper thread, while the main thread goes on waiting for signals.
 void Daemon::Stop() {
   Notify("STOPPING=1");
@@ -116,6 +140,7 @@ void Daemon::Stop() {
   frontend_->Stop();     // libmilter notices within its 5 s listener poll
   rotation_->Stop();     // after its step in flight; commands still queued are answered
   if (control_) control_->Stop();  // after the rotation thread: no command waits on it any more
+  if (metrics_) metrics_->Stop();  // a scrape in flight finishes first
   log_->info("stopped after signing {} message(s)", service_->counters().signed_messages.load());
   stopped_.store(true);
   SignalThread(main_thread_, kWakeSignal);
@@ -134,6 +159,9 @@ void Daemon::Reload() {
   const DaemonSettings current = Settings();
   if (next->socket != current.socket || next->world.directory != current.world.directory)
     log_->warn("reload: milter.socket and keystore.directory only change on restart");
+  if (next->metrics_listen != current.metrics_listen)
+    log_->warn("reload: metrics.listen only changes on restart");
+  next->metrics_listen = current.metrics_listen;
   next->socket = current.socket;
   next->socket_mode = current.socket_mode;
   next->user = current.user;

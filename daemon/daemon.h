@@ -6,7 +6,8 @@
 // stops everything, and wakes the main thread (see daemon/signals.h for why it must always be
 // waiting). Once privileges are dropped it opens its control channel (control.sock in the
 // keystore, served by control::ControlServer's threads through ControlService), so an admin
-// steers the live daemon instead of stopping it. Every thread it starts is joined before
+// steers the live daemon instead of stopping it, and, when configured, its metrics endpoint
+// (MetricsServer, libmicrohttpd's threads). Every thread it starts is joined before
 // Run() returns.
 // Owns everything it starts; shares the loggers made by its caller.
 // Thread-safety: Run() once, on the main thread, after BlockDaemonSignals().
@@ -22,6 +23,7 @@
 #include "control/server.h"
 #include "daemon/control_service.h"
 #include "daemon/daemon_settings.h"
+#include "daemon/metrics_server.h"
 #include "daemon/milter_frontend.h"
 #include "daemon/reload_worker.h"
 #include "daemon/rotation_runner.h"
@@ -50,6 +52,8 @@ class Daemon {
 
  private:
   void StartControl(const DaemonSettings& settings) EXCLUDES(mu_);
+  util::Status StartMetrics(const DaemonSettings& settings) EXCLUDES(mu_);
+  RotationRunnerOptions RotationOf(const DaemonSettings& settings);
   void Reload() EXCLUDES(mu_);
   void Stop() EXCLUDES(mu_);
   DaemonSettings Settings() const EXCLUDES(mu_);
@@ -69,6 +73,8 @@ class Daemon {
   std::unique_ptr<ReloadWorker> reloads_;
   std::unique_ptr<ControlService> control_service_;     // outlives the server that calls it
   std::unique_ptr<control::ControlServer> control_;  // null if its socket could not be opened
+  keystore::WorldCounters world_counters_;  // hook runs and DNS checks, across reloads
+  std::unique_ptr<MetricsServer> metrics_;  // null when metrics.listen is not set
   std::thread stopper_;           // main thread only
   std::atomic<bool> stopped_{false};  // the stopper has finished
 };

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "keystore/keystore_world.h"
 #include "keystore/rotation/rotation_engine.h"
 #include "util/result.h"
+#include "util/server_address.h"
 
 namespace dkimrotor::daemon {
 
@@ -24,6 +26,8 @@ struct DaemonSettings {
   unsigned socket_mode = 0660;    // permission bits of a unix socket
   std::string user;               // run as this user when started as root; empty: stay
   std::string group;              // the unix socket's group and the user's group; empty: primary
+  // Where GET /metrics is served; none: no endpoint. A reload keeps the listener as it is.
+  std::optional<util::ServerAddress> metrics_listen;
   // Reloadable.
   std::chrono::seconds stop_timeout{30};  // how long SIGTERM waits for the messages in flight
   std::shared_ptr<const session::Settings> session;  // what the signing sessions decide by

@@ -20,6 +20,17 @@ util::Status EnsureFolder(const std::string& path) {
   return util::Err(util::ErrorCode::kIo, "cannot create folder " + path + ": " + std::strerror(errno));
 }
 
+std::string_view ObservationName(DnsObservation seen) {
+  switch (seen) {
+    case DnsObservation::kMatches: return "matches";
+    case DnsObservation::kRevoked: return "revoked";
+    case DnsObservation::kMissing: return "missing";
+    case DnsObservation::kWrong: return "wrong";
+    case DnsObservation::kTemporaryFailure: return "temporary_failure";
+  }
+  return "temporary_failure";
+}
+
 }  // namespace
 
 KeystoreWorld::KeystoreWorld(KeystoreWorldOptions options) : options_(std::move(options)) {}
@@ -65,11 +76,19 @@ util::Status KeystoreWorld::Publish(const KeyInfo& key, bool revoke, const std::
   auto it = options_.hooks.find(key.domain);
   if (it == options_.hooks.end())
     return util::Err(util::ErrorCode::kNotFound, "no publish hook for " + key.domain);
-  return RunHookChecked({it->second.path, revoke ? "revoke" : "publish", key.domain, key.selector, txt_value},
-                        it->second.timeout);
+  const char* action = revoke ? "revoke" : "publish";
+  util::Status st = RunHookChecked({it->second.path, action, key.domain, key.selector, txt_value}, it->second.timeout);
+  if (options_.counters) options_.counters->hook_runs.Add({key.domain, action, st ? "ok" : "error"});
+  return st;
 }
 
 DnsObservation KeystoreWorld::CheckDns(const KeyInfo& key, bool expect_revoked, std::string* detail) {
+  const DnsObservation seen = Observe(key, expect_revoked, detail);
+  if (options_.counters) options_.counters->dns_checks.Add({key.domain, std::string(ObservationName(seen))});
+  return seen;
+}
+
+DnsObservation KeystoreWorld::Observe(const KeyInfo& key, bool expect_revoked, std::string* detail) {
   if (!dns_) {
     auto checker = DnsChecker::Create(options_.dns);
     if (!checker) {

@@ -11,12 +11,20 @@
 
 #include "keystore/dns/dns_checker.h"
 #include "keystore/rotation/rotation_engine.h"
+#include "util/counter_family.h"
 
 namespace dkimrotor::keystore {
 
 struct HookConfig {
   std::string path;  // absolute; run without a shell
   std::chrono::milliseconds timeout{30000};
+};
+
+// What the world counts for the metrics endpoint; owned by the daemon so the counts survive
+// the world being replaced on a reload.
+struct WorldCounters {
+  util::CounterFamily hook_runs;   // domain, action (publish|revoke), result (ok|error)
+  util::CounterFamily dns_checks;  // domain, result (matches|revoked|missing|wrong|temporary_failure)
 };
 
 struct KeystoreWorldOptions {
@@ -28,6 +36,7 @@ struct KeystoreWorldOptions {
   // The clock; the system clock when empty. Integration tests pass a clock they move on, so
   // days of schedule run in seconds against real files, hooks and DNS.
   std::function<TimePoint()> clock;
+  WorldCounters* counters = nullptr;  // borrowed; null: nothing is counted
 };
 
 class KeystoreWorld final : public RotationWorld {
@@ -46,6 +55,8 @@ class KeystoreWorld final : public RotationWorld {
   void Log(LogLevel level, const std::string& message) override;
 
  private:
+  DnsObservation Observe(const KeyInfo& key, bool expect_revoked, std::string* detail);
+
   KeystoreWorldOptions options_;
   std::unique_ptr<DnsChecker> dns_;  // made on first use, on the thread that uses it
 };

@@ -1,11 +1,18 @@
 #include "keystore/signing_snapshot.h"
 
+#include "signer/algorithm.h"
+
 namespace dkimrotor::keystore {
 
 SigningSnapshot::SigningSnapshot(std::map<std::string, std::vector<KeyList>, std::less<>> keys,
-                                 uint64_t generation)
+                                 uint64_t generation, util::CounterFamily* signatures)
     : generation_(generation) {
   for (auto& [domain, lists] : keys) {
+    if (signatures)
+      for (const KeyList& list : lists)
+        for (const auto& key : list)
+          counters_.emplace(key.get(), signatures->Get({key->domain(), key->selector(),
+                                                        std::string(signer::AlgorithmName(key->algorithm()))}));
     auto entry = std::make_unique<DomainKeys>();
     entry->by_algorithm = std::move(lists);
     domains_.emplace(domain, std::move(entry));

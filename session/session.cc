@@ -1,5 +1,6 @@
 #include "session/session.h"
 
+#include <chrono>
 #include <ctime>
 
 #include "signer/algorithm.h"
@@ -90,7 +91,10 @@ Verdict Session::Finish(const Deliver& deliver) {
   if (finished_) return Refuse(Refusal::kError, "the session was finished twice");
   finished_ = true;
   if (auto refused = EndOfHeaders()) return *refused;
+  const auto started = std::chrono::steady_clock::now();
   auto signatures = signer_->Finish();
+  service_->sign_duration_.Observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   if (!signatures) return Refuse(Refusal::kError, "signing failed: " + signatures.error().message);
   if (auto st = deliver(*signatures); !st)
     return Refuse(Refusal::kError, "the signatures could not be added: " + st.error().message);
@@ -99,6 +103,7 @@ Verdict Session::Finish(const Deliver& deliver) {
   v.signatures = std::move(*signatures);
   v.domain = domain_;
   service_->Report(id_, v);
+  for (const auto& key : signer_->keys()) snapshot_->CountSignature(*key);
   if (service_->audit_) {
     const std::string_view id = id_.empty() ? std::string_view("-") : std::string_view(id_);
     for (const auto& key : signer_->keys())

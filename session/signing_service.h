@@ -24,6 +24,7 @@
 #include "keystore/signing_snapshot.h"
 #include "session/settings.h"
 #include "session/verdict.h"
+#include "util/histogram.h"
 
 namespace dkimrotor::session {
 
@@ -89,6 +90,9 @@ class SigningService {
   int WaitForMessagesInFlight(std::chrono::milliseconds timeout) const;
 
   const Counters& counters() const { return counters_; }
+  // How long Session::Finish took to sign each signed message: the header hash and every
+  // private-key operation (the body was hashed as it streamed in). Seconds.
+  const util::Histogram& sign_duration() const { return sign_duration_; }
 
  private:
   friend class Session;
@@ -105,6 +109,7 @@ class SigningService {
   std::atomic<bool> stopping_{false};
   std::atomic<int> in_flight_{0};
   Counters counters_;
+  util::Histogram sign_duration_;
 };
 
 }  // namespace dkimrotor::session

@@ -544,7 +544,8 @@ void RotationEngine::PublishSnapshot() {
     }
     by_domain[p.domain].push_back(std::move(list));
   }
-  snapshots_->Store(std::make_shared<const SigningSnapshot>(std::move(by_domain), ++generation_));
+  snapshots_->Store(std::make_shared<const SigningSnapshot>(std::move(by_domain), ++generation_,
+                                                            &snapshots_->signature_counters()));
 }
 
 }  // namespace dkimrotor::keystore

@@ -338,9 +338,14 @@ dns:      {{ resolvers = ["127.0.0.1:{self.knot.port}"]; check_authoritative = t
             authoritative_port = {self.knot.port};
             min_propagation = "0s"; poll = "30s"; timeout = "2s"; }};
 log:      {{ level = "{self.log_level}"; audit = "{self.audit}"; }};
-domains = (
+{self.metrics_text()}domains = (
 {(',' + chr(10)).join(entries)} );
 """
+
+    def metrics_text(self):
+        """DKIMROTOR_PERF_METRICS=IP:PORT turns the /metrics endpoint on, to measure its cost."""
+        listen = os.environ.get("DKIMROTOR_PERF_METRICS", "")
+        return f'metrics:  {{ listen = "{listen}"; }};\n' if listen else ""
 
     def write_config(self):
         tmp = self.conf + ".new"

@@ -149,6 +149,19 @@ TEST(ParseConfig, EmptyTextGivesTheDefaults) {
   EXPECT_EQ(*r, Config{});
 }
 
+TEST(ParseConfig, MetricsListenTakesAnAddressAndPortOrNothing) {
+  auto r = ParseConfig("metrics: { listen = \"127.0.0.1:9100\"; };", kSource);
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  ASSERT_TRUE(r->metrics.listen.has_value());
+  EXPECT_EQ(r->metrics.listen->ToString(), "127.0.0.1:9100");
+  r = ParseConfig("metrics: { listen = \"[::1]:9795\"; };", kSource);
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ(r->metrics.listen->ToString(), "[::1]:9795");
+  r = ParseConfig("metrics: { listen = \"\"; };", kSource);
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_FALSE(r->metrics.listen.has_value());
+}
+
 TEST(ParseConfig, EmptyListsMeanNone) {
   util::Result<Config> r =
       ParseConfig("signing: { internal_hosts = []; headers = (); };\ndomains = [];\n", kSource);
@@ -301,6 +314,12 @@ TEST(ParseConfig, ValidatesEverySetting) {
       {"log: { level = \"warning\"; };",
        "test.conf:1: log.level = \"warning\": must be \"trace\", \"debug\", \"info\", \"warn\", "
        "\"error\", \"critical\" or \"off\" (did you mean \"warn\"?)"},
+      {"metrics: { listen = \"localhost:9795\"; };",
+       "test.conf:1: metrics.listen = \"localhost:9795\": must be \"IPv4:PORT\" or \"[IPv6]:PORT\": an IP "
+       "address, not a name, and a port from 1 to 65535 (e.g. \"127.0.0.1:9795\", \"[::1]:9795\")"},
+      {"metrics: { listen = \"127.0.0.1:0\"; };",
+       "test.conf:1: metrics.listen = \"127.0.0.1:0\": must be \"IPv4:PORT\" or \"[IPv6]:PORT\": an IP "
+       "address, not a name, and a port from 1 to 65535 (e.g. \"127.0.0.1:9795\", \"[::1]:9795\")"},
       {"log: { audit = \"audit.log\"; };",
        "test.conf:1: log.audit = \"audit.log\": must be an absolute path, starting with '/'"},
       {"domains = ( { domain = \"example.com.\"; stream = \"s\"; } );",
@@ -483,6 +502,7 @@ TEST(ExampleConfig, ParsesWithTheDocumentedDefaults) {
   EXPECT_EQ(r->keystore, defaults.keystore);
   EXPECT_EQ(r->dns, defaults.dns);
   EXPECT_EQ(r->log, defaults.log);
+  EXPECT_EQ(r->metrics, defaults.metrics);
   ASSERT_EQ(r->domains.size(), 1u);
   DomainConfig expected;
   expected.domain = "example.com";
