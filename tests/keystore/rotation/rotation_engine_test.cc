@@ -578,8 +578,8 @@ TEST(RotationEngine, KeyPendingTooLongSaysWhyAtMostHourly) {
   const int logged = CountContaining(world.warnings, "longer than expected: DNS: missing");
   EXPECT_GE(logged, 4);
   EXPECT_LE(logged, 5);
-  const KeyInfo& k = engine.Keys().at(0);
-  auto next = NextStepOf(k, engine.Keys(), options.streams[0], options.min_propagation, false, world.now);
+  const std::vector<KeyInfo> keys = engine.Keys();  // a copy: a reference into a temporary dangles
+  auto next = NextStepOf(keys.at(0), keys, options.streams[0], options.min_propagation, false, world.now);
   EXPECT_NE(next.what.find("last DNS check: missing"), std::string::npos) << next.what;
 }
 
