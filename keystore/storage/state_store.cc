@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "signer/signing_key.h"
 #include "util/file.h"
 
 namespace dkimrotor::keystore {
@@ -16,11 +17,99 @@ void PutTime(json& j, const char* name, const std::optional<TimePoint>& t) {
   if (t) j[name] = ToUnix(*t);
 }
 
-std::optional<TimePoint> GetTime(const json& j, const char* name) {
-  auto it = j.find(name);
-  if (it == j.end() || it->is_null()) return std::nullopt;
-  return FromUnix(it->get<int64_t>());
+const char* JsonTypeName(const json& j) {
+  // nlohmann's type_name() says "number" for all three; the error names the file's own words.
+  return j.is_number_float() ? "a fractional number" : j.type_name();
 }
+
+// Reads one key entry with every field's type checked, so that a hand-edited or damaged file
+// gives an error naming the field instead of a json::exception escaping to std::terminate.
+class EntryReader {
+ public:
+  EntryReader(const json& entry, std::string where) : entry_(entry), where_(std::move(where)) {}
+
+  const std::string& error() const { return error_; }
+  bool ok() const { return error_.empty(); }
+
+  std::string String(const char* name, bool required) {
+    const json* v = Find(name, required);
+    if (v == nullptr) return {};
+    if (!v->is_string()) {
+      Wrong(name, "a string", *v);
+      return {};
+    }
+    return v->get<std::string>();
+  }
+
+  // A whole number in [min, max]; JSON has no integer type of its own, so 2048.0 is refused
+  // too rather than silently truncated.
+  std::optional<int64_t> Integer(const char* name, bool required, int64_t min, int64_t max) {
+    const json* v = Find(name, required);
+    if (v == nullptr) return std::nullopt;
+    if (!v->is_number_integer()) {
+      Wrong(name, "a whole number", *v);
+      return std::nullopt;
+    }
+    int64_t n = 0;
+    if (v->is_number_unsigned()) {
+      uint64_t u = v->get<uint64_t>();
+      if (u > static_cast<uint64_t>(max)) return OutOfRange(name, std::to_string(u), min, max);
+      n = static_cast<int64_t>(u);
+    } else {
+      n = v->get<int64_t>();
+    }
+    if (n < min || n > max) return OutOfRange(name, std::to_string(n), min, max);
+    return n;
+  }
+
+  // Seconds since the epoch, up to the end of year 9999 (what RFC 3339 output can spell).
+  std::optional<TimePoint> Time(const char* name, bool required) {
+    auto n = Integer(name, required, 0, kLastTime);
+    if (!n) return std::nullopt;
+    return FromUnix(*n);
+  }
+
+  bool Bool(const char* name) {
+    const json* v = Find(name, /*required=*/false);
+    if (v == nullptr) return false;
+    if (!v->is_boolean()) {
+      Wrong(name, "true or false", *v);
+      return false;
+    }
+    return v->get<bool>();
+  }
+
+  // Later errors name the key by its record once its selector and domain are known good.
+  void NameKey(const std::string& name) { where_ = "key " + name; }
+
+  void Fail(const std::string& why) {
+    if (error_.empty()) error_ = where_ + ": " + why;
+  }
+
+ private:
+  static constexpr int64_t kLastTime = 253402300799;  // 9999-12-31T23:59:59Z
+
+  const json* Find(const char* name, bool required) {
+    auto it = entry_.find(name);
+    if (it == entry_.end() || it->is_null()) {
+      if (required) Fail("field \"" + std::string(name) + "\" is missing");
+      return nullptr;
+    }
+    return &*it;
+  }
+  void Wrong(const char* name, const char* expected, const json& v) {
+    Fail("field \"" + std::string(name) + "\" must be " + expected + ", not " + JsonTypeName(v));
+  }
+  std::nullopt_t OutOfRange(const char* name, const std::string& value, int64_t min, int64_t max) {
+    Fail("field \"" + std::string(name) + "\" is " + value + ", outside " + std::to_string(min) +
+         ".." + std::to_string(max));
+    return std::nullopt;
+  }
+
+  const json& entry_;
+  std::string where_;
+  std::string error_;
+};
 
 // Any *.pem under keys/: evidence that this folder has been a keystore before.
 int CountKeyFiles(const std::string& directory) {
@@ -81,41 +170,64 @@ util::Result<std::vector<KeyInfo>> StateFromJson(const std::string& text, const 
   };
   json root = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (root.is_discarded() || !root.is_object()) return fail("not valid JSON");
-  if (root.value("version", 0) != kStateVersion)
-    return fail("unknown version " + std::to_string(root.value("version", 0)));
+  auto version_it = root.find("version");
+  if (version_it == root.end()) return fail("field \"version\" is missing");
+  if (!version_it->is_number_integer())
+    return fail(std::string("field \"version\" must be a whole number, not ") +
+                JsonTypeName(*version_it));
+  if (version_it->get<int64_t>() != kStateVersion)
+    return fail("unknown version " + version_it->dump() + "; this dkimrotor reads version " +
+                std::to_string(kStateVersion));
   auto keys_it = root.find("keys");
   if (keys_it == root.end() || !keys_it->is_array()) return fail("no \"keys\" array");
   std::vector<KeyInfo> keys;
-  try {
-    for (const auto& j : *keys_it) {
-      KeyInfo k;
-      k.domain = j.at("domain").get<std::string>();
-      k.selector = j.at("selector").get<std::string>();
-      auto algorithm = signer::ParseAlgorithm(j.at("algorithm").get<std::string>());
-      if (!algorithm) return fail("key " + k.selector + "._domainkey." + k.domain + ": " +
-                                  algorithm.error().message);
-      k.algorithm = *algorithm;
-      k.bits = j.at("bits").get<int>();
-      auto state = ParseKeyState(j.at("state").get<std::string>());
-      if (!state) return fail(state.error().message);
-      k.state = *state;
-      k.created = FromUnix(j.at("created").get<int64_t>());
-      k.state_since = FromUnix(j.at("state_since").get<int64_t>());
-      k.published = GetTime(j, "published");
-      k.dns_ok_since = GetTime(j, "dns_ok_since");
-      // Both are absent from files written before DNS was re-checked: nothing known yet.
-      k.dns_mismatch_since = GetTime(j, "dns_mismatch_since");
-      k.dns_problem = j.value("dns_problem", std::string());
-      k.activated = GetTime(j, "activated");
-      k.retired = GetTime(j, "retired");
-      k.revoke_published = GetTime(j, "revoke_published");
-      k.revoked = GetTime(j, "revoked");
-      k.emergency = j.value("emergency", false);
-      k.public_key = j.at("public_key").get<std::string>();
-      keys.push_back(std::move(k));
+  keys.reserve(keys_it->size());
+  for (size_t i = 0; i < keys_it->size(); ++i) {
+    const json& j = (*keys_it)[i];
+    const std::string where = "key #" + std::to_string(i + 1);
+    if (!j.is_object()) return fail(where + " must be an object, not " + JsonTypeName(j));
+    EntryReader r(j, where);
+    KeyInfo k;
+    k.domain = r.String("domain", true);
+    k.selector = r.String("selector", true);
+    // The selector and domain name the key file (KeyPath) and the DNS record the hooks change:
+    // "../x" or "a/b" here would point key destruction and publication somewhere else.
+    if (r.ok()) {
+      if (auto st = signer::ValidateDnsName(k.domain, "field \"domain\""); !st)
+        r.Fail(st.error().message);
+      else if (auto st2 = signer::ValidateDnsName(k.selector, "field \"selector\""); !st2)
+        r.Fail(st2.error().message);
+      else
+        r.NameKey(k.selector + "._domainkey." + k.domain);
     }
-  } catch (const json::exception& e) {
-    return fail(std::string("a key entry is incomplete: ") + e.what());
+    const std::string algorithm_name = r.String("algorithm", true);
+    if (r.ok()) {
+      auto algorithm = signer::ParseAlgorithm(algorithm_name);
+      if (!algorithm) r.Fail(algorithm.error().message);
+      else k.algorithm = *algorithm;
+    }
+    k.bits = static_cast<int>(r.Integer("bits", true, 0, 65536).value_or(0));
+    const std::string state_name = r.String("state", true);
+    if (r.ok()) {
+      auto state = ParseKeyState(state_name);
+      if (!state) r.Fail(state.error().message);
+      else k.state = *state;
+    }
+    k.created = r.Time("created", true).value_or(TimePoint{});
+    k.state_since = r.Time("state_since", true).value_or(TimePoint{});
+    k.published = r.Time("published", false);
+    k.dns_ok_since = r.Time("dns_ok_since", false);
+    // Both are absent from files written before DNS was re-checked: nothing known yet.
+    k.dns_mismatch_since = r.Time("dns_mismatch_since", false);
+    k.dns_problem = r.String("dns_problem", false);
+    k.activated = r.Time("activated", false);
+    k.retired = r.Time("retired", false);
+    k.revoke_published = r.Time("revoke_published", false);
+    k.revoked = r.Time("revoked", false);
+    k.emergency = r.Bool("emergency");
+    k.public_key = r.String("public_key", true);
+    if (!r.ok()) return fail(r.error());
+    keys.push_back(std::move(k));
   }
   return keys;
 }

@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
 #include "util/file.h"
 
 namespace dkimrotor::keystore {
@@ -123,6 +125,89 @@ TEST_F(StateStoreTest, CorruptStateIsRefusedNotRepaired) {
         << loaded.error().message;
     EXPECT_TRUE(std::filesystem::exists(StatePath(dir_))) << "the evidence must stay";
   }
+}
+
+// One valid entry with `field` replaced by `value` (raw JSON), or removed when value is empty.
+std::string StateWith(const std::string& field, const std::string& value) {
+  nlohmann::json root = nlohmann::json::parse(StateToJson({[] {
+    KeyInfo k;
+    k.domain = "example.com";
+    k.selector = "mta1-20261122-rsa2048";
+    k.bits = 2048;
+    k.state = KeyState::kActive;
+    k.created = FromUnix(1'800'000'000);
+    k.state_since = FromUnix(1'800'000'000);
+    k.activated = FromUnix(1'800'000'000);
+    k.public_key = "MIIB";
+    return k;
+  }()}));
+  nlohmann::json* target = field == "version" ? &root : &root["keys"][0];
+  if (value.empty()) target->erase(field);
+  else (*target)[field] = nlohmann::json::parse(value);
+  return root.dump();
+}
+
+// Every wrongly typed field is an error naming the file and the field, never an exception:
+// `dkimrotor keys` used to die of "terminate called" on "version": "1".
+TEST_F(StateStoreTest, WrongTypesNameTheFileAndTheField) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"version", "\"1\""},       {"version", "1.0"},         {"version", "null"},
+      {"version", "[1]"},         {"domain", "7"},            {"selector", "{}"},
+      {"algorithm", "true"},      {"bits", "\"2048\""},       {"bits", "2048.5"},
+      {"bits", "1e300"},          {"bits", "-1"},             {"bits", "99999999999"},
+      {"state", "1"},             {"created", "\"yesterday\""}, {"created", "1e300"},
+      {"created", "-5"},          {"state_since", "18446744073709551615"},
+      {"activated", "\"now\""},   {"published", "[]"},        {"revoked", "1.5"},
+      {"dns_problem", "42"},      {"emergency", "\"yes\""},   {"emergency", "1"},
+      {"public_key", "null"},     {"public_key", "[\"MIIB\"]"},
+  };
+  for (const auto& [field, value] : cases) {
+    std::ofstream(StatePath(dir_), std::ios::trunc) << StateWith(field, value);
+    auto loaded = LoadState(dir_);
+    ASSERT_FALSE(loaded.has_value()) << field << " = " << value;
+    const std::string& m = loaded.error().message;
+    EXPECT_NE(m.find(StatePath(dir_)), std::string::npos) << m;
+    EXPECT_NE(m.find("\"" + field + "\""), std::string::npos) << field << " = " << value << ": " << m;
+  }
+  // The untouched entry loads: the cases above fail for their field, not for the fixture.
+  std::ofstream(StatePath(dir_), std::ios::trunc) << StateWith("dns_problem", "\"x\"");
+  ASSERT_TRUE(LoadState(dir_).has_value());
+}
+
+TEST_F(StateStoreTest, NonObjectEntriesAreErrors) {
+  for (const char* text : {"[]", "{\"version\": 1, \"keys\": [1]}",
+                           "{\"version\": 1, \"keys\": [null]}", "{\"version\": 1, \"keys\": {}}"}) {
+    auto loaded = StateFromJson(text, "s.json");
+    ASSERT_FALSE(loaded.has_value()) << text;
+    EXPECT_NE(loaded.error().message.find("s.json"), std::string::npos) << loaded.error().message;
+  }
+}
+
+// Selectors and domains name key files and DNS records: a path in them would point key
+// destruction (and the hooks) at files outside the keystore.
+TEST_F(StateStoreTest, SelectorsAndDomainsMustBeDnsNames) {
+  for (const char* selector : {"../../x", "a/b", "..", "", "x..y", "a b", "s\n", ".hidden"}) {
+    std::ofstream(StatePath(dir_), std::ios::trunc)
+        << StateWith("selector", nlohmann::json(selector).dump());
+    auto loaded = LoadState(dir_);
+    ASSERT_FALSE(loaded.has_value()) << selector;
+    EXPECT_NE(loaded.error().message.find("\"selector\""), std::string::npos) << loaded.error().message;
+  }
+  for (const char* domain : {"../../etc", "example.com/..", "/etc", "a..b"}) {
+    std::ofstream(StatePath(dir_), std::ios::trunc)
+        << StateWith("domain", nlohmann::json(domain).dump());
+    auto loaded = LoadState(dir_);
+    ASSERT_FALSE(loaded.has_value()) << domain;
+    EXPECT_NE(loaded.error().message.find("\"domain\""), std::string::npos) << loaded.error().message;
+  }
+}
+
+TEST_F(StateStoreTest, LaterErrorsNameTheKeyRecord) {
+  auto loaded = StateFromJson(StateWith("bits", "\"x\""), "s.json");
+  ASSERT_FALSE(loaded.has_value());
+  EXPECT_NE(loaded.error().message.find("key mta1-20261122-rsa2048._domainkey.example.com: field \"bits\""),
+            std::string::npos)
+      << loaded.error().message;
 }
 
 TEST_F(StateStoreTest, KeyPathNamesTheRecord) {
