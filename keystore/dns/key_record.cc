@@ -93,6 +93,19 @@ KeyRecordCheck CheckKeyRecord(std::string_view txt_joined, signer::Algorithm exp
       return Verdict(V::kMalformed, "v=" + std::string(*v) + " is not DKIM1" + kRepublish);
   }
 
+  // An empty p= revokes the key whatever k= says (RFC 6376 3.6.1). dkimrotor's own revocation
+  // record, "v=DKIM1; p=", has no k=, which would otherwise read as k=rsa and make every
+  // revoked Ed25519 key "wrong" in DNS for ever (its revoke hook run again at every poll).
+  if (auto p = get("p"); p && signer::StripFws(*p).empty()) {
+    KeyRecordCheck check;
+    check.verdict = V::kRevoked;
+    check.as_expected = expected_p_base64.find_first_not_of(" \t\r\n") == std::string_view::npos;
+    if (!check.as_expected)
+      check.detail = std::string("p= is empty: the key is revoked in DNS while dkimrotor still "
+                                 "expects it published") + kRepublish;
+    return check;
+  }
+
   std::string_view want_k = signer::KeyTypeName(expected);
   std::string k = get("k") ? signer::StripFws(*get("k")) : std::string("rsa");
   if (!EqualsIgnoreCase(k, want_k))

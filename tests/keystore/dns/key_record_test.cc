@@ -133,6 +133,17 @@ TEST(KeyRecord, EmptyPIsExpectedWhenRevocationWasPublished) {
   EXPECT_TRUE(check.detail.empty());
 }
 
+// dkimrotor's own revocation record has no k=: for an Ed25519 key it used to read as k=rsa,
+// "wrong", and the revoke hook ran again at every poll (found by tests/daemon/concurrency_test).
+TEST(KeyRecord, EmptyPRevokesAnEd25519KeyWithoutK) {
+  auto check = CheckKeyRecord("v=DKIM1; p=", Algorithm::kEd25519Sha256, "");
+  EXPECT_EQ(check.verdict, V::kRevoked) << check.detail;
+  EXPECT_TRUE(check.as_expected);
+  auto published = CheckKeyRecord("v=DKIM1; k=rsa; p=", Algorithm::kEd25519Sha256, Ed25519P());
+  EXPECT_EQ(published.verdict, V::kRevoked);
+  EXPECT_FALSE(published.as_expected);
+}
+
 TEST(KeyRecord, AKeyWhereRevocationIsExpectedIsWrong) {
   auto check = CheckKeyRecord("v=DKIM1; p=" + RsaP(), Algorithm::kRsaSha256, "");
   EXPECT_EQ(check.verdict, V::kWrongKey);
