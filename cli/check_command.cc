@@ -2,6 +2,9 @@
 // plus the configuration's departures from practice, each finding with its severity, the
 // domain and selector it is about, and what to do. Only reads the state (the daemon may run).
 // Exit 1 when any finding is an error; warnings alone exit 0.
+#include <pwd.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -22,6 +25,7 @@
 #include "conf/practices.h"
 #include "keystore/dns/dns_checker.h"
 #include "keystore/keystore_world.h"
+#include "keystore/publish/hook_runner.h"
 #include "keystore/rotation/rotation_engine.h"
 #include "keystore/storage/state_store.h"
 #include "signer/algorithm.h"
@@ -262,6 +266,42 @@ void CheckUsableKeys(const CheckContext& c, const std::map<std::string, bool>& l
   }
 }
 
+// The keystore folder and the hooks as the daemon would see them (issue 13): what the daemon
+// refuses to start or publish with is an error here too.
+void CheckFilePermissions(const CheckContext& c, Report& report) {
+  uid_t uid = ::geteuid();
+  if (!c.config.milter.user.empty()) {
+    const passwd* pw = ::getpwnam(c.config.milter.user.c_str());
+    if (!pw) {
+      report.Add({Severity::kError, "", "", "", "milter.user " + c.config.milter.user + " does not exist",
+                  "create the user, or set milter.user to an existing one"});
+      return;
+    }
+    uid = pw->pw_uid;
+  }
+  auto split = [](const std::string& text) {
+    size_t at = text.rfind(": ");
+    return at == std::string::npos ? std::pair<std::string, std::string>{text, ""}
+                                   : std::pair<std::string, std::string>{text.substr(0, at), text.substr(at + 2)};
+  };
+  const auto perms = keystore::CheckKeystorePermissions(c.config.keystore.directory, uid);
+  for (const auto& e : perms.errors) {
+    auto [what, fix] = split(e);
+    report.Add({Severity::kError, "", "", "", what, fix});
+  }
+  for (const auto& w : perms.warnings) {
+    auto [what, fix] = split(w);
+    report.Add({Severity::kWarning, "", "", "", what, fix});
+  }
+  for (const auto& d : c.config.domains) {
+    if (d.publish_hook.empty()) continue;
+    if (auto st = keystore::CheckHookFile(d.publish_hook); !st) {
+      auto [what, fix] = split(st.error().message);
+      report.Add({Severity::kError, d.domain, "", "", what + " (its keys stay pending)", fix});
+    }
+  }
+}
+
 constexpr const char* kUsage =
     "usage: dkimrotor check -c FILE [--json]\n"
     "Checks the configuration against the M3AAWG practices and, for every key that signs or is\n"
@@ -307,6 +347,7 @@ int RunCheck(std::span<char*> argv) {
 
   Report report;
   AddPracticeFindings(c, report);
+  CheckFilePermissions(c, report);
   std::map<std::string, bool> loads;  // by record name
   for (const auto& k : c.keys) {
     if (k.state != KeyState::kRevoked) {

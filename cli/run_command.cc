@@ -15,6 +15,7 @@
 #include "cli/commands.h"
 #include "cli/wiring.h"
 #include "conf/loader.h"
+#include "conf/practices.h"
 #include "daemon/daemon.h"
 #include "daemon/signals.h"
 
@@ -100,6 +101,8 @@ int RunDaemon(std::span<char*> argv) {
     log->critical("{}", message);
     return kExitFailure;
   };
+  // Once, at start: a reload cannot change the socket.
+  for (const std::string& w : conf::MilterSocketWarnings(config->milter)) log->warn("{}", w);
   auto audit = MakeAudit(*config, log);
   if (!audit) return fail(audit.error().message);
   auto settings = DaemonSettingsFrom(*config);

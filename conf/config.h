@@ -24,6 +24,17 @@ namespace dkimrotor::conf {
 
 using std::chrono::seconds;
 
+// The largest value each duration setting accepts (README, "Configuration reference"). Each is
+// far beyond any sensible setting yet small enough that adding it to a clock cannot overflow.
+inline constexpr seconds kMaxStopTimeout{3600};             // milter.stop_timeout: 1h
+inline constexpr seconds kMaxSignatureLifetime{366 * 86400};  // signing.signature_lifetime
+inline constexpr seconds kMaxMinPropagation{7 * 86400};      // dns.min_propagation: 1w
+inline constexpr seconds kMaxPoll{86400};                    // dns.poll: 1d
+inline constexpr seconds kMaxDnsTimeout{300};                // dns.timeout: 5m
+inline constexpr seconds kMaxKeyLifetime{3650 * 86400};      // key_lifetime: ten years
+inline constexpr seconds kMaxGrace{365 * 86400};             // grace: a year
+inline constexpr seconds kMaxHookTimeout{3600};              // hook_timeout: 1h
+
 // What the milter answers when it cannot sign a message it should sign (no key, internal error).
 enum class OnError { kTempfail, kAccept };
 // What the milter answers for a message it refuses to sign (no From, two From headers, ...).

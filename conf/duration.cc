@@ -89,7 +89,11 @@ util::Result<std::chrono::seconds> ParseDuration(std::string_view text) {
     else total += v;
     ++terms;
   }
-  if (overflow) return Invalid(text, "it is too large");
+  // Far below what int64 seconds hold: every duration ends up added to a time_point or turned
+  // into std::chrono::nanoseconds (steady_clock), where 292 years already overflow.
+  if (overflow || total > kMaxDuration.count())
+    return Invalid(text, "it is too large: at most " + FormatDuration(kMaxDuration) +
+                             " (about 100 years)");
   if (terms > 1)
     return Invalid(text, "use one number and one unit: write \"" +
                              FormatDuration(std::chrono::seconds(total)) + "\"");

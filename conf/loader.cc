@@ -310,14 +310,21 @@ class Loader {
     out = static_cast<int>(v);
   }
 
-  void ReadDuration(const Setting& group, const char* name, seconds& out, seconds min,
+  // Every duration has a maximum: beyond it a value is a typo, and a huge one would overflow
+  // the clocks it is added to (a rotation thread that never sleeps, signatures that expire
+  // before they are made).
+  void ReadDuration(const Setting& group, const char* name, seconds& out, seconds min, seconds max,
                     std::string_view why = "") {
     const Setting* s = Find(group, name, Kind::kDuration);
     if (s == nullptr) return;
     util::Result<seconds> d = ParseDuration(s->c_str());
-    if (!d) return Error(*s, d.error().message);
-    if (*d < min) return Error(*s, "must be at least " + FormatDuration(min) + std::string(why));
+    if (!d) return Error(*s, d.error().message + "; allowed: " + Range(min, max));
+    if (*d < min || *d > max) return Error(*s, "must be from " + Range(min, max) + std::string(why));
     out = *d;
+  }
+
+  static std::string Range(seconds min, seconds max) {
+    return FormatDuration(min) + " to " + FormatDuration(max);
   }
 
   template <class E>
@@ -379,7 +386,7 @@ class Loader {
       if (mode) out.socket_mode = *mode;
       else Error(*s, mode.error().message);
     }
-    ReadDuration(g, "stop_timeout", out.stop_timeout, seconds(0));
+    ReadDuration(g, "stop_timeout", out.stop_timeout, seconds(0), kMaxStopTimeout);
   }
 
   void LoadSigning(const Setting& g, SigningConfig& out) {
@@ -402,7 +409,8 @@ class Loader {
     }
     ReadStringList<std::string>(g, "headers", out.headers, internal::NormalizeHeaderName);
     ReadStringList<std::string>(g, "oversign", out.oversign, internal::NormalizeHeaderName);
-    ReadDuration(g, "signature_lifetime", out.signature_lifetime, seconds(0));
+    ReadDuration(g, "signature_lifetime", out.signature_lifetime, seconds(0), kMaxSignatureLifetime,
+                 " (0s: signatures without x=)");
   }
 
   void LoadDns(const Setting& g, DnsConfig& out) {
@@ -414,9 +422,9 @@ class Loader {
     int port = out.authoritative_port;
     ReadInt(g, "authoritative_port", port, 1, 65535);
     out.authoritative_port = static_cast<uint16_t>(port);
-    ReadDuration(g, "min_propagation", out.min_propagation, seconds(0));
-    ReadDuration(g, "poll", out.poll, seconds(1));
-    ReadDuration(g, "timeout", out.timeout, seconds(1));
+    ReadDuration(g, "min_propagation", out.min_propagation, seconds(0), kMaxMinPropagation);
+    ReadDuration(g, "poll", out.poll, seconds(1), kMaxPoll);
+    ReadDuration(g, "timeout", out.timeout, seconds(1), kMaxDnsTimeout);
   }
 
   void LoadMetrics(const Setting& g, MetricsConfig& out) {
@@ -474,11 +482,11 @@ class Loader {
             " (RFC 8301: RSA keys of at least 1024 bits; 2048 is the usual choice)");
     ReadInt(g, "active_keys", d.active_keys, 1, 3);
     // As short as a minute for labs and the demo; `check` warns below 5 days.
-    ReadDuration(g, "key_lifetime", d.key_lifetime, seconds(60));
+    ReadDuration(g, "key_lifetime", d.key_lifetime, seconds(60), kMaxKeyLifetime);
     ReadInt(g, "prepublish", d.prepublish, 0, 3);
-    ReadDuration(g, "grace", d.grace, seconds(0));
+    ReadDuration(g, "grace", d.grace, seconds(0), kMaxGrace);
     ReadString(g, "publish_hook", d.publish_hook, OptionalPath);
-    ReadDuration(g, "hook_timeout", d.hook_timeout, seconds(1));
+    ReadDuration(g, "hook_timeout", d.hook_timeout, seconds(1), kMaxHookTimeout);
     ReadBool(g, "subdomains", d.subdomains);
     CheckSelectorFormat(g, d);
     return d;

@@ -1,6 +1,10 @@
 #include "conf/practices.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <algorithm>
+#include <cstdio>
 
 #include "conf/duration.h"
 
@@ -57,10 +61,47 @@ void CheckDomain(const DomainConfig& d, std::vector<std::string>& out) {
                   "must first wait for DNS propagation; use prepublish = 1");
 }
 
+bool IsLoopback(std::string host) {
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host == "localhost") return true;
+  in_addr v4{};
+  if (::inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (::inet_pton(AF_INET6, host.c_str(), &v6) == 1) {
+    if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
+    return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
+  }
+  return false;  // another name: it may resolve to anything
+}
+
 }  // namespace
 
-std::vector<std::string> CheckPractices(const Config& config) {
+std::vector<std::string> MilterSocketWarnings(const MilterConfig& milter) {
   std::vector<std::string> out;
+  const std::string& socket = milter.socket;
+  const std::string quoted = "milter.socket = \"" + socket + "\"";
+  for (std::string_view prefix : {"inet:", "inet6:"}) {
+    if (socket.rfind(prefix, 0) != 0) continue;
+    const size_t at = socket.find('@');
+    const std::string host = at == std::string::npos ? "" : socket.substr(at + 1);
+    if (!IsLoopback(host))
+      out.push_back(quoted + " listens beyond loopback" +
+                    (host.empty() ? " (no address: every interface)" : "") +
+                    ": anyone who can connect to it can have mail signed for your domains; listen on "
+                    "127.0.0.1 or a unix socket, or firewall the port to your MTAs");
+  }
+  if ((socket.rfind("unix:", 0) == 0 || socket.rfind("local:", 0) == 0) && (milter.socket_mode & 0002) != 0) {
+    char mode[16];
+    std::snprintf(mode, sizeof mode, "%04o", milter.socket_mode & 07777);
+    out.push_back(std::string("milter.socket_mode = \"") + mode +
+                  "\" lets every local user connect to the milter socket and have mail signed for "
+                  "your domains; use \"0660\" with milter.group set to the MTA's group");
+  }
+  return out;
+}
+
+std::vector<std::string> CheckPractices(const Config& config) {
+  std::vector<std::string> out = MilterSocketWarnings(config.milter);
   if (!config.dns.check_authoritative && config.dns.min_propagation < seconds(3600))
     out.push_back("dns.min_propagation = " + Quoted(config.dns.min_propagation) +
                   " with check_authoritative = false: a new key may sign before receivers' "

@@ -14,6 +14,13 @@ namespace dkimrotor::conf {
 // and what to do, e.g.
 //   domain example.com: key_lifetime = "200d" is over six months (183d): ...
 // Empty when nothing departs from practice.
+// Includes MilterSocketWarnings().
 std::vector<std::string> CheckPractices(const Config& config);
+
+// Anyone who can connect to the milter socket can have mail signed for every domain: warns
+// when milter.socket listens beyond loopback (no host, 0.0.0.0, ::, or any other address or
+// name) or when a unix socket's socket_mode lets everyone connect. The daemon logs these once
+// at start; `check` reports them.
+std::vector<std::string> MilterSocketWarnings(const MilterConfig& milter);
 
 }  // namespace dkimrotor::conf

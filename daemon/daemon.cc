@@ -46,13 +46,30 @@ util::Status Daemon::Run() {
   main_thread_ = ::pthread_self();
   const DaemonSettings settings = Settings();
   service_ = std::make_unique<session::SigningService>(&snapshots_, settings.session, log_, audit_);
+  // Whatever can refuse the start comes before the socket is touched: a second instance must
+  // fail without having removed the live socket of the first (issue 13).
+  const std::string& directory = settings.world.directory;
+  ASSIGN_OR_RETURN(const uid_t uid, RunAsUid(settings.user));
+  const keystore::KeystorePermissions permissions = keystore::CheckKeystorePermissions(directory, uid);
+  for (const auto& w : permissions.warnings) log_->warn("{}", w);
+  if (!permissions.errors.empty()) return util::Err(util::ErrorCode::kInvalidArgument, permissions.errors.front());
+  // As root with milter.user set, the lock file must be made by that user, after the drop.
+  const bool lock_now = !WillDropPrivileges(settings.user);
+  std::vector<keystore::KeyInfo> keys;
+  if (lock_now) {
+    ASSIGN_OR_RETURN(lock_, keystore::KeystoreLock::Acquire(directory));
+    ASSIGN_OR_RETURN(keys, keystore::LoadState(directory));
+  } else {
+    RETURN_IF_ERROR(keystore::KeystoreLock::CheckFree(directory));
+  }
   ASSIGN_OR_RETURN(frontend_, MilterFrontend::Create({settings.socket, settings.socket_mode, service_.get(), log_}));
   RETURN_IF_ERROR(frontend_->Listen());
   RETURN_IF_ERROR(GiveSocketToGroup(settings.socket, settings.group));
   RETURN_IF_ERROR(DropPrivileges(settings.user, settings.group));
-
-  ASSIGN_OR_RETURN(lock_, keystore::KeystoreLock::Acquire(settings.world.directory));
-  ASSIGN_OR_RETURN(auto keys, keystore::LoadState(settings.world.directory));
+  if (!lock_now) {
+    ASSIGN_OR_RETURN(lock_, keystore::KeystoreLock::Acquire(directory));
+    ASSIGN_OR_RETURN(keys, keystore::LoadState(directory));
+  }
   ASSIGN_OR_RETURN(rotation_, RotationRunner::Start(RotationOf(settings), std::move(keys), &snapshots_, log_));
 
   StartControl(settings);
@@ -60,7 +77,10 @@ util::Status Daemon::Run() {
 
   // If libmilter stops by itself, the main thread stops the rest: a signal to that thread
   // only (a process-wide one could reach libmilter's signal thread).
-  frontend_->Start([main = main_thread_] { SignalThread(main, SIGTERM); });
+  frontend_->Start([this] {
+    milter_died_.store(true);
+    SignalThread(main_thread_, SIGTERM);
+  });
   reloads_ = std::make_unique<ReloadWorker>([this] { Reload(); });
   log_->info("dkimrotor listening on {} for {} domain(s)", settings.socket, settings.domains.size());
   Notify("READY=1");
@@ -76,6 +96,12 @@ util::Status Daemon::Run() {
     }
   }
   stopper_.join();
+  // An error, so the exit status is not 0 and systemd's Restart=on-failure starts a new
+  // daemon: with milter_default_action = accept, mail would otherwise leave unsigned.
+  if (milter_died_.load())
+    return util::Err(util::ErrorCode::kInternal,
+                     "libmilter stopped serving " + settings.socket + " on its own (see the error above); "
+                     "exiting with an error so that the service manager restarts dkimrotor");
   return util::Ok();
 }
 

@@ -47,7 +47,8 @@ class Daemon {
   Daemon& operator=(const Daemon&) = delete;
 
   // Serves until stopped. An error means the daemon could not start (nothing is left
-  // running); a stop, however it came, is Ok.
+  // running, and a live socket of another instance was not touched) or that libmilter
+  // stopped on its own; a stop asked for by a signal is Ok.
   util::Status Run();
 
  private:
@@ -77,6 +78,7 @@ class Daemon {
   std::unique_ptr<MetricsServer> metrics_;  // null when metrics.listen is not set
   std::thread stopper_;           // main thread only
   std::atomic<bool> stopped_{false};  // the stopper has finished
+  std::atomic<bool> milter_died_{false};  // libmilter stopped without being asked to
 };
 
 }  // namespace dkimrotor::daemon

@@ -1,11 +1,13 @@
 #include "keystore/keystore_world.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "keystore/publish/hook_runner.h"
@@ -129,6 +131,72 @@ void KeystoreWorld::Audit(const KeyInfo& key, KeyState from, KeyState to) {
 
 void KeystoreWorld::Log(LogLevel level, const std::string& message) {
   if (options_.log) options_.log(level, message);
+}
+
+namespace {
+
+std::string ModeText(mode_t mode) {
+  char text[16];
+  std::snprintf(text, sizeof text, "%04o", static_cast<unsigned>(mode & 07777));
+  return text;
+}
+
+void CheckFolder(const std::string& path, uid_t uid, KeystorePermissions& out) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno != ENOENT) out.errors.push_back("cannot inspect keystore folder " + path + ": " + std::strerror(errno));
+    return;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    out.errors.push_back("keystore folder " + path + " is not a folder");
+    return;
+  }
+  if (st.st_uid != uid && st.st_uid != 0)
+    out.errors.push_back("keystore folder " + path + " is owned by uid " + std::to_string(st.st_uid) +
+                         ", neither the daemon's user (uid " + std::to_string(uid) +
+                         ") nor root, who could swap its keys: chown " + std::to_string(uid) + " " + path);
+  if ((st.st_mode & 022) != 0)
+    out.errors.push_back("keystore folder " + path + " is writable by group or others (mode " +
+                         ModeText(st.st_mode) + "), who could swap its keys and state: chmod 0700 " + path);
+}
+
+}  // namespace
+
+KeystorePermissions CheckKeystorePermissions(const std::string& directory, uid_t uid) {
+  KeystorePermissions out;
+  CheckFolder(directory, uid, out);
+  const std::string keys = directory + "/keys";
+  CheckFolder(keys, uid, out);
+  DIR* dir = ::opendir(keys.c_str());
+  if (dir == nullptr) return out;
+  while (const dirent* e = ::readdir(dir)) {
+    const std::string path = keys + "/" + e->d_name;
+    struct stat st {};
+    if (e->d_name[0] == '.' || ::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    if ((st.st_mode & 077) != 0)
+      out.warnings.push_back("key file " + path + " is accessible by group or others (mode " + ModeText(st.st_mode) +
+                             "): chmod 0600 " + path + ", and replace the key if others may have read it");
+  }
+  ::closedir(dir);
+  return out;
+}
+
+util::Status KeystoreLock::CheckFree(const std::string& directory) {
+  const std::string path = directory + "/lock";
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return util::Ok();  // no lock file yet: nobody holds it
+  if (::flock(fd, LOCK_EX | LOCK_NB) == 0) {
+    ::close(fd);  // releases it: Acquire() takes it for good later
+    return util::Ok();
+  }
+  char pid[32] = {};
+  ssize_t n = ::pread(fd, pid, sizeof pid - 1, 0);
+  ::close(fd);
+  std::string holder = n > 0 ? std::string(pid, static_cast<size_t>(n)) : "another process";
+  while (!holder.empty() && holder.back() == '\n') holder.pop_back();
+  return util::Err(util::ErrorCode::kInvalidArgument,
+                   "the keystore " + directory + " is in use by dkimrotor (pid " + holder +
+                       "): one process at a time runs its rotation engine");
 }
 
 util::Result<std::unique_ptr<KeystoreLock>> KeystoreLock::Acquire(const std::string& directory) {

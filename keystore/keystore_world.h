@@ -3,11 +3,14 @@
 // Used by the rotation thread only (its DnsChecker's c-ares channel is not thread-safe).
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "keystore/dns/dns_checker.h"
 #include "keystore/rotation/rotation_engine.h"
@@ -61,11 +64,26 @@ class KeystoreWorld final : public RotationWorld {
   std::unique_ptr<DnsChecker> dns_;  // made on first use, on the thread that uses it
 };
 
+// What is wrong with the keystore folder's ownership and modes for a daemon running as `uid`.
+// errors: the folder (or its keys/ folder) belongs to neither `uid` nor root, or group or
+// others may write it (they could swap keys or state). warnings: key files group or others may
+// read. Each names the path, its mode and the command that fixes it. A folder that does not
+// exist yet has no findings (it is created 0700).
+struct KeystorePermissions {
+  std::vector<std::string> errors;
+  std::vector<std::string> warnings;
+};
+KeystorePermissions CheckKeystorePermissions(const std::string& directory, uid_t uid);
+
 // Holds the keystore's lock file (flock): one process at a time runs the rotation engine;
 // others may read the state. Released when destroyed.
 class KeystoreLock {
  public:
   static util::Result<std::unique_ptr<KeystoreLock>> Acquire(const std::string& directory);
+  // The error Acquire() would give if another process holds the lock, without creating
+  // anything: for a daemon that must know before it binds its socket but can only take the
+  // lock once it runs as its own user (the lock file must be that user's).
+  static util::Status CheckFree(const std::string& directory);
   ~KeystoreLock();
   KeystoreLock(const KeystoreLock&) = delete;
   KeystoreLock& operator=(const KeystoreLock&) = delete;

@@ -2,8 +2,14 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
 
 #include <cstring>
 #include <ctime>
@@ -252,7 +258,66 @@ uint16_t InetPort(const std::string& socket) {
   return 0;
 }
 
+std::string ModeText(mode_t mode) {
+  char text[16];
+  std::snprintf(text, sizeof text, "%04o", static_cast<unsigned>(mode & 07777));
+  return text;
+}
+
 }  // namespace
+
+std::string UnixSocketPath(const std::string& socket) {
+  for (const char* prefix : {"unix:", "local:"})
+    if (socket.rfind(prefix, 0) == 0) return socket.substr(std::strlen(prefix));
+  return "";
+}
+
+util::Status CheckUnixSocketPath(const std::string& path) {
+  // Whoever can write the folder can replace the socket with one of their own (and read the
+  // mail the MTA sends) or with a link that our chmod and chown would follow. The sticky bit
+  // keeps them from renaming or removing our entry, as in /tmp; a group-writable folder is
+  // accepted, since sharing it with the MTA's group is the usual set-up.
+  const size_t slash = path.rfind('/');
+  const std::string folder = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  struct stat st {};
+  if (::stat(folder.c_str(), &st) != 0)
+    return util::Err(util::ErrorCode::kIo, "cannot use milter socket " + path + ": folder " + folder + ": " +
+                                               std::strerror(errno));
+  if ((st.st_mode & S_IWOTH) != 0 && (st.st_mode & S_ISVTX) == 0)
+    return util::Err(util::ErrorCode::kInvalidArgument,
+                     "the folder " + folder + " of milter socket " + path + " is writable by everyone (mode " +
+                         ModeText(st.st_mode) + "): anyone could replace the socket; chmod o-w " + folder +
+                         " (or +t), or put the socket in a folder of its own");
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return util::Ok();
+    return util::Err(util::ErrorCode::kIo, "cannot use milter socket " + path + ": " + std::strerror(errno));
+  }
+  if (S_ISLNK(st.st_mode))
+    return util::Err(util::ErrorCode::kInvalidArgument,
+                     "milter socket " + path + " is a symbolic link: remove it; dkimrotor creates the socket itself");
+  if (!S_ISSOCK(st.st_mode))
+    return util::Err(util::ErrorCode::kInvalidArgument,
+                     "milter socket " + path + " exists and is not a socket: remove it or choose another milter.socket");
+  // libmilter removes whatever socket is there before it binds: only a stale one may go.
+  sockaddr_un addr{};
+  if (path.size() >= sizeof addr.sun_path)
+    return util::Err(util::ErrorCode::kInvalidArgument, "milter socket path " + path + " is too long");
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return util::Err(util::ErrorCode::kIo, std::string("socket: ") + std::strerror(errno));
+  const int rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0 && err == ECONNREFUSED) return util::Ok();  // nobody listens: stale
+  if (rc == 0 || err == EAGAIN)                           // EAGAIN: listening, backlog full
+    return util::Err(util::ErrorCode::kInvalidArgument,
+                     "another process listens on milter socket " + path +
+                         " (is dkimrotor already running?): stop it first, or give this one another "
+                         "milter.socket; the socket was left alone");
+  return util::Err(util::ErrorCode::kIo, "cannot tell whether a process listens on milter socket " + path + " (" +
+                                             std::strerror(err) + "): the socket was left alone; remove it if it is stale");
+}
 
 Milter::Milter(MilterOptions options) : options_(std::move(options)) {}
 
@@ -290,17 +355,16 @@ util::Status Milter::Listen() {
     return util::Err(util::ErrorCode::kInvalidArgument, "bad milter backlog");
   if (smfi_register(desc) != MI_SUCCESS)
     return util::Err(util::ErrorCode::kInternal, "libmilter refused to register the filter");
+  const std::string path = UnixSocketPath(options_.socket);
+  if (!path.empty()) RETURN_IF_ERROR(CheckUnixSocketPath(path));
   if (smfi_opensocket(true) != MI_SUCCESS)
     return util::Err(util::ErrorCode::kIo, "cannot listen on " + options_.socket +
                                                " (in use, or no permission to bind it)");
   if (uint16_t port = InetPort(options_.socket)) SetNoDelayOnListener(port);
-  for (const char* prefix : {"unix:", "local:"}) {
-    if (options_.socket.rfind(prefix, 0) == 0) {
-      std::string path = options_.socket.substr(std::strlen(prefix));
-      if (::chmod(path.c_str(), options_.socket_mode) != 0)
-        return util::Err(util::ErrorCode::kIo, "cannot chmod " + path + ": " + std::strerror(errno));
-    }
-  }
+  // libmilter creates the socket itself, so there is no descriptor to fchmod: AT_SYMLINK_NOFOLLOW
+  // makes sure it is the socket that gets the mode, never what a link put in its place points to.
+  if (!path.empty() && ::fchmodat(AT_FDCWD, path.c_str(), options_.socket_mode, AT_SYMLINK_NOFOLLOW) != 0)
+    return util::Err(util::ErrorCode::kIo, "cannot chmod " + path + ": " + std::strerror(errno));
   return util::Ok();
 }
 

@@ -27,6 +27,15 @@ struct MilterOptions {
   std::shared_ptr<spdlog::logger> log;  // unexpected failures inside the callbacks
 };
 
+// The path of a "unix:PATH" or "local:PATH" socket; empty for inet sockets.
+std::string UnixSocketPath(const std::string& socket);
+
+// Ok if a unix socket can be bound at `path` without harm: its folder is not writable by
+// everyone (unless sticky), and what is there, if anything, is a stale socket nobody listens on
+// (libmilter removes it before binding). A live socket, a link or another file is refused with
+// the fix, and left alone.
+util::Status CheckUnixSocketPath(const std::string& path);
+
 class Milter {
  public:
   static util::Result<std::unique_ptr<Milter>> Create(MilterOptions options);

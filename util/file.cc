@@ -98,20 +98,23 @@ Status FsyncFolderOf(const std::string& path) {
 }  // namespace
 
 Status WriteFileAtomically(const std::string& path, std::string_view data, unsigned mode) {
-  std::string tmp = path + ".tmp";
+  // A name nobody can guess, created with O_EXCL (mkostemp): nobody else with write access to
+  // the folder can plant a file or a symbolic link there for us to write a key into. The
+  // temporary starts as 0600, so the key is never readable by others even for a moment.
+  std::string tmp = path + ".tmp.XXXXXX";
   {
-    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode));
-    if (fd.get() < 0) return IoError("cannot create", tmp, errno);
-    if (::fchmod(fd.get(), mode) != 0) return IoError("cannot chmod", tmp, errno);
+    Fd fd(::mkostemp(tmp.data(), O_CLOEXEC));
+    if (fd.get() < 0) return IoError("cannot create", path + ".tmp.XXXXXX", errno);
+    auto fail = [&](const std::string& what, int err) {
+      ::unlink(tmp.c_str());
+      return IoError(what, tmp, err);
+    };
+    if (::fchmod(fd.get(), mode) != 0) return fail("cannot chmod", errno);
     if (auto st = WriteAll(fd.get(), data, tmp); !st) {
       ::unlink(tmp.c_str());
       return st;
     }
-    if (::fsync(fd.get()) != 0) {
-      int err = errno;
-      ::unlink(tmp.c_str());
-      return IoError("cannot fsync", tmp, err);  // ENOSPC and EIO surface here
-    }
+    if (::fsync(fd.get()) != 0) return fail("cannot fsync", errno);  // ENOSPC and EIO surface here
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     int err = errno;

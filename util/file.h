@@ -18,7 +18,8 @@ Result<std::string> ReadFile(const std::string& path);
 Result<std::string> ReadSecretFile(const std::string& path);
 
 // Replaces `path` with `data` so that a crash leaves either the old or the new content, never
-// a mix: writes a temporary file beside it with `mode`, fsyncs it, renames it over `path`, and
+// a mix: writes a temporary file with an unpredictable
+// name beside it (O_EXCL, so never through a planted file or link) with `mode`, fsyncs it, renames it over `path`, and
 // fsyncs the folder so the rename itself survives a power loss.
 Status WriteFileAtomically(const std::string& path, std::string_view data, unsigned mode);
 

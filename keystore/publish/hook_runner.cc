@@ -7,8 +7,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
+#include <cstdio>
 #include <cstring>
+#include <string_view>
+#include <thread>
 
 extern char** environ;
 
@@ -44,9 +51,75 @@ class Pipe {
 
 }  // namespace
 
+util::Status CheckHookFile(const std::string& path) {
+  struct stat st {};
+  // stat, not lstat: what runs is the file a link points to, so that is what must be safe.
+  if (::stat(path.c_str(), &st) != 0)
+    return util::Err(util::ErrorCode::kIo, "cannot run hook " + path + ": " + std::strerror(errno));
+  if (!S_ISREG(st.st_mode))
+    return util::Err(util::ErrorCode::kInvalidArgument, "hook " + path + " is not a regular file");
+  const uid_t me = ::geteuid();
+  if (st.st_uid != 0 && st.st_uid != me)
+    return util::Err(util::ErrorCode::kInvalidArgument,
+                     "hook " + path + " is owned by uid " + std::to_string(st.st_uid) +
+                         ", neither root nor the daemon's user (uid " + std::to_string(me) +
+                         "): whoever owns it can run commands as dkimrotor; chown root it");
+  if ((st.st_mode & 022) != 0) {
+    char mode[16];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return util::Err(util::ErrorCode::kInvalidArgument,
+                     "hook " + path + " is writable by group or others (mode " + mode +
+                         "): anyone who can write it runs commands as dkimrotor; chmod 0755 it");
+  }
+  return util::Ok();
+}
+
+std::vector<std::string> HookEnvironment(char** env) {
+  std::vector<std::string> out{std::string("PATH=") + kHookPath};
+  for (char** e = env; e && *e; ++e)
+    if (std::string_view(*e).rfind("DKIMROTOR_", 0) == 0) out.emplace_back(*e);
+  return out;
+}
+
+namespace {
+
+// Waits up to `until` for `pid`; true once it is reaped.
+bool ReapBy(pid_t pid, int& status, Clock::time_point until) {
+  while (true) {
+    pid_t w = ::waitpid(pid, &status, WNOHANG);
+    if (w == pid || (w < 0 && errno == ECHILD)) return true;
+    if (Clock::now() >= until) return false;
+    ::usleep(2000);
+  }
+}
+
+// SIGTERM to the hook's whole process group, SIGKILL to what is left after a grace period.
+// A child stuck in the kernel (uninterruptible sleep, e.g. on a dead NFS server) cannot be
+// reaped even then: a detached thread waits for it, so neither reload nor stop ever blocks on
+// the hook (issue 13).
+void KillGroup(pid_t pid, HookResult& result) {
+  int status = 0;
+  ::kill(-pid, SIGTERM);
+  if (ReapBy(pid, status, Clock::now() + kHookTermGrace)) {
+    ::kill(-pid, SIGKILL);  // children that outlived the hook's own exit
+    return;
+  }
+  ::kill(-pid, SIGKILL);
+  if (ReapBy(pid, status, Clock::now() + kHookTermGrace)) return;
+  result.unreaped = true;
+  std::thread([pid] {
+    int st = 0;
+    while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+  }).detach();
+}
+
+}  // namespace
+
 util::Result<HookResult> RunHook(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
   if (argv.empty() || argv[0].empty() || argv[0][0] != '/')
     return util::Err(util::ErrorCode::kInvalidArgument, "a hook must be given by its absolute path");
+  RETURN_IF_ERROR(CheckHookFile(argv[0]));
   Pipe err;
   if (!err.ok()) return util::Err(util::ErrorCode::kIo, std::string("pipe: ") + std::strerror(errno));
 
@@ -73,8 +146,14 @@ util::Result<HookResult> RunHook(const std::vector<std::string>& argv, std::chro
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
+  // Not the daemon's environment (which may hold credentials of other programs, LD_PRELOAD,
+  // a PATH with writable folders): a fixed PATH and the DKIMROTOR_* settings hooks read.
+  std::vector<std::string> env = HookEnvironment(environ);
+  std::vector<char*> envp;
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
   pid_t pid = -1;
-  int rc = ::posix_spawn(&pid, argv[0].c_str(), &actions, &attr, args.data(), environ);
+  int rc = ::posix_spawn(&pid, argv[0].c_str(), &actions, &attr, args.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   err.CloseWrite();
@@ -91,7 +170,7 @@ util::Result<HookResult> RunHook(const std::vector<std::string>& argv, std::chro
       break;
     }
     pollfd pfd{err.read_end(), POLLIN, 0};
-    int n = ::poll(&pfd, 1, static_cast<int>(left.count()));
+    int n = ::poll(&pfd, 1, static_cast<int>(std::min<std::int64_t>(left.count(), 60000)));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) continue;
     char buf[1024];
@@ -105,27 +184,13 @@ util::Result<HookResult> RunHook(const std::vector<std::string>& argv, std::chro
     result.stderr_text.append(buf, std::min(room, static_cast<size_t>(got)));
   }
   int status = 0;
-  if (result.timed_out) {
-    ::kill(-pid, SIGKILL);
-  } else {
-    // stderr closed; the hook may still be running (it closed stderr itself): bounded wait.
-    while (true) {
-      pid_t w = ::waitpid(pid, &status, WNOHANG);
-      if (w == pid) break;
-      if (Clock::now() >= deadline) {
-        result.timed_out = true;
-        ::kill(-pid, SIGKILL);
-        break;
-      }
-      ::usleep(2000);
-    }
-    if (!result.timed_out) {
-      result.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-      return result;
-    }
+  // stderr closed; the hook may still be running (it closed stderr itself): bounded wait.
+  if (!result.timed_out && ReapBy(pid, status, deadline)) {
+    result.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return result;
   }
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
+  result.timed_out = true;
+  KillGroup(pid, result);
   return result;
 }
 
@@ -136,7 +201,8 @@ util::Status RunHookChecked(const std::vector<std::string>& argv, std::chrono::m
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
   for (char& c : text)
     if (c == '\n' || c == '\r') c = ' ';
-  std::string what = r.timed_out ? "was killed after " + std::to_string(timeout.count()) + " ms"
+  std::string what = r.timed_out ? "was killed after " + std::to_string(timeout.count()) + " ms" +
+                                       (r.unreaped ? " (and is stuck in the kernel, not yet gone)" : "")
                                  : r.exit_status < 0 ? "was killed by a signal"
                                                      : "exited with status " + std::to_string(r.exit_status);
   return util::Err(util::ErrorCode::kIo,

@@ -303,7 +303,7 @@ TEST(ParseConfig, ValidatesEverySetting) {
        "\"From\""},
       {"signing: { signature_lifetime = \"1h30m\"; };",
        "test.conf:1: signing.signature_lifetime = \"1h30m\": \"1h30m\" is not a duration: use "
-       "one number and one unit: write \"90m\""},
+       "one number and one unit: write \"90m\"; allowed: 0s to 366d"},
       {"keystore: { directory = \"var/lib/dkimrotor\"; };",
        "test.conf:1: keystore.directory = \"var/lib/dkimrotor\": must be an absolute path, "
        "starting with '/'"},
@@ -311,15 +311,28 @@ TEST(ParseConfig, ValidatesEverySetting) {
        "test.conf:1: dns.resolvers.[0] = \"dns.google\": 'dns.google' is not an IP address "
        "(resolvers are addresses, not names); write an address: \"IP\", \"IPv4:PORT\" or "
        "\"[IPv6]:PORT\" (e.g. \"127.0.0.1:5353\", \"[::1]:53\")"},
-      {"dns: { poll = \"0s\"; };", "test.conf:1: dns.poll = \"0s\": must be at least 1s"},
+      {"dns: { poll = \"0s\"; };", "test.conf:1: dns.poll = \"0s\": must be from 1s to 1d"},
+      // Issue 13: accepted before, and its conversion to a steady_clock deadline overflowed.
+      {"dns: { poll = \"15250284453w\"; };",
+       "test.conf:1: dns.poll = \"15250284453w\": \"15250284453w\" is not a duration: it is too "
+       "large: at most 5218w (about 100 years); allowed: 1s to 1d"},
+      {"dns: { poll = \"2d\"; };", "test.conf:1: dns.poll = \"2d\": must be from 1s to 1d"},
+      {"dns: { timeout = \"6m\"; };", "test.conf:1: dns.timeout = \"6m\": must be from 1s to 5m"},
+      {"dns: { min_propagation = \"8d\"; };",
+       "test.conf:1: dns.min_propagation = \"8d\": must be from 0s to 1w"},
+      {"milter: { stop_timeout = \"61m\"; };",
+       "test.conf:1: milter.stop_timeout = \"61m\": must be from 0s to 1h"},
+      {"signing: { signature_lifetime = \"367d\"; };",
+       "test.conf:1: signing.signature_lifetime = \"367d\": must be from 0s to 366d (0s: "
+       "signatures without x=)"},
       {"dns: { authoritative_port = 0; };",
        "test.conf:1: dns.authoritative_port = 0: must be 1 to 65535"},
       {"dns: { authoritative_port = 65536; };",
        "test.conf:1: dns.authoritative_port = 65536: must be 1 to 65535"},
-      {"dns: { timeout = \"0m\"; };", "test.conf:1: dns.timeout = \"0m\": must be at least 1s"},
+      {"dns: { timeout = \"0m\"; };", "test.conf:1: dns.timeout = \"0m\": must be from 1s to 5m"},
       {"dns: { min_propagation = \"1x\"; };",
        "test.conf:1: dns.min_propagation = \"1x\": \"1x\" is not a duration: unknown unit 'x': "
-       "use s, m, h, d or w (months and years vary in length)"},
+       "use s, m, h, d or w (months and years vary in length); allowed: 0s to 1w"},
       {"log: { target = \"file\"; };",
        "test.conf:1: log.target = \"file\": must be \"stderr\" or \"syslog\""},
       {"log: { level = \"warning\"; };",
@@ -364,15 +377,21 @@ TEST(ParseConfig, ValidatesEverySetting) {
       {DomainWith("prepublish = 4;"), "test.conf:3: domains.[0].prepublish = 4: must be 0 to 3"},
       {DomainWith("prepublish = -1;"), "test.conf:3: domains.[0].prepublish = -1: must be 0 to 3"},
       {DomainWith("key_lifetime = \"30s\";"),
-       "test.conf:3: domains.[0].key_lifetime = \"30s\": must be at least 1m"},
+       "test.conf:3: domains.[0].key_lifetime = \"30s\": must be from 1m to 3650d"},
       {DomainWith("grace = \"-1d\";"),
        "test.conf:3: domains.[0].grace = \"-1d\": \"-1d\" is not a duration: it must not be "
-       "negative"},
+       "negative; allowed: 0s to 365d"},
       {DomainWith("publish_hook = \"hooks/nsupdate\";"),
        "test.conf:3: domains.[0].publish_hook = \"hooks/nsupdate\": must be an absolute path, "
        "starting with '/'"},
       {DomainWith("hook_timeout = \"0s\";"),
-       "test.conf:3: domains.[0].hook_timeout = \"0s\": must be at least 1s"},
+       "test.conf:3: domains.[0].hook_timeout = \"0s\": must be from 1s to 1h"},
+      {DomainWith("hook_timeout = \"2h\";"),
+       "test.conf:3: domains.[0].hook_timeout = \"2h\": must be from 1s to 1h"},
+      {DomainWith("key_lifetime = \"522w\";"),
+       "test.conf:3: domains.[0].key_lifetime = \"522w\": must be from 1m to 3650d"},
+      {DomainWith("grace = \"366d\";"),
+       "test.conf:3: domains.[0].grace = \"366d\": must be from 0s to 365d"},
       {DomainWith("subdomains = 1;"),
        "test.conf:3: domains.[0].subdomains = 1: expected true or false, without quotes"},
       {DomainWith("selector_format = \"{stream}-{date}\";"),
@@ -429,7 +448,7 @@ TEST(ParseConfig, ReportsEveryErrorOnItsOwnLineInFileOrder) {
                               "lgo: { };\n");
   EXPECT_EQ(error,
             "test.conf:1: milter.on_error = \"x\": must be \"tempfail\" or \"accept\"\n"
-            "test.conf:2: dns.poll = \"0s\": must be at least 1s\n"
+            "test.conf:2: dns.poll = \"0s\": must be from 1s to 1d\n"
             "test.conf:3: unknown setting 'lgo': did you mean 'log'?");
 }
 

@@ -147,5 +147,45 @@ TEST(CheckPractices, WarnsPerDomainAndFinding) {
   EXPECT_TRUE(StartsWith(w[2], "domain example.org: key_lifetime = \"365d\"")) << w[2];
 }
 
+// Issue 13: whoever can connect to the milter socket can have mail signed.
+TEST(MilterSocketWarnings, LoopbackAndPrivateUnixSocketsAreQuiet) {
+  for (const char* socket : {"inet:8891@127.0.0.1", "inet:8891@127.0.0.53", "inet:8891@localhost",
+                             "inet6:8891@::1", "inet6:8891@[::1]", "unix:/run/dkimrotor/milter.sock",
+                             "local:/run/dkimrotor/milter.sock"}) {
+    MilterConfig m;
+    m.socket = socket;
+    EXPECT_TRUE(MilterSocketWarnings(m).empty()) << socket;
+  }
+}
+
+TEST(MilterSocketWarnings, BeyondLoopback) {
+  for (const char* socket : {"inet:8891@0.0.0.0", "inet:8891", "inet6:8891@::", "inet6:8891@[::]",
+                             "inet:8891@192.0.2.1", "inet:8891@mail.example.com", "inet6:8891@2001:db8::1"}) {
+    MilterConfig m;
+    m.socket = socket;
+    std::vector<std::string> w = MilterSocketWarnings(m);
+    ASSERT_EQ(w.size(), 1u) << socket;
+    EXPECT_TRUE(StartsWith(w[0], "milter.socket = \"" + std::string(socket) + "\" listens beyond loopback")) << w[0];
+    EXPECT_NE(w[0].find("anyone who can connect to it can have mail signed"), std::string::npos) << w[0];
+    Config c;
+    c.milter = m;
+    EXPECT_EQ(CheckPractices(c), w) << "check reports what the daemon logs";
+  }
+}
+
+TEST(MilterSocketWarnings, WorldWritableUnixSocket) {
+  MilterConfig m;
+  m.socket = "unix:/run/dkimrotor/milter.sock";
+  m.socket_mode = 0666;
+  std::vector<std::string> w = MilterSocketWarnings(m);
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_TRUE(StartsWith(w[0], "milter.socket_mode = \"0666\" lets every local user connect")) << w[0];
+  m.socket_mode = 0660;
+  EXPECT_TRUE(MilterSocketWarnings(m).empty());
+  m.socket = "inet:8891@127.0.0.1";
+  m.socket_mode = 0666;  // means nothing for an inet socket
+  EXPECT_TRUE(MilterSocketWarnings(m).empty());
+}
+
 }  // namespace
 }  // namespace dkimrotor::conf

@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -304,6 +305,173 @@ TEST_F(DaemonTest, SighupDuringTheSigtermDrainReloadsThenStops) {
   const std::string daemon_log = ReadText(log());
   EXPECT_EQ(daemon_log.find("still in flight"), std::string::npos) << daemon_log;
   EXPECT_NE(daemon_log.find("stopped after signing 1 message(s)"), std::string::npos) << daemon_log;
+}
+
+// Issue 13: a second `run` with the same configuration removed the first one's unix socket
+// before it found the keystore locked. Now it fails first, naming the lock; one with another
+// keystore but the same socket finds the socket live and leaves it alone. Mail through the
+// first still signs.
+TEST_F(DaemonTest, SecondRunRefusesAndLeavesTheFirstSigning) {
+  socket_ = "unix:" + dir_ + "/milter.sock";
+  WriteConfig();
+  ASSERT_NO_FATAL_FAILURE(PrepareKeystore());
+  ASSERT_NO_FATAL_FAILURE(StartDaemon());
+  struct stat before {};
+  ASSERT_EQ(::stat((dir_ + "/milter.sock").c_str(), &before), 0);
+
+  auto second = RunProcess({Binary(), "run", "-c", config_}, env_);
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(second->exit_code, 1) << second->output;
+  EXPECT_NE(second->output.find("the keystore " + keystore_ + " is in use by dkimrotor (pid " + std::to_string(pid_)),
+            std::string::npos) << second->output;
+
+  const std::string other = dir_ + "/other.conf";
+  std::string text = ReadText(config_);
+  text.replace(text.find(keystore_), keystore_.size(), dir_ + "/keystore2");
+  std::ofstream(other) << text;
+  auto third = RunProcess({Binary(), "run", "-c", other}, env_);
+  ASSERT_TRUE(third.has_value());
+  EXPECT_EQ(third->exit_code, 1) << third->output;
+  EXPECT_NE(third->output.find("another process listens on milter socket " + dir_ + "/milter.sock"), std::string::npos)
+      << third->output;
+
+  struct stat after {};
+  ASSERT_EQ(::stat((dir_ + "/milter.sock").c_str(), &after), 0);
+  EXPECT_EQ(after.st_ino, before.st_ino) << "the live socket was replaced";
+  ASSERT_NO_FATAL_FAILURE(ExpectSignsAndDnsVerifies());
+  ASSERT_NO_FATAL_FAILURE(ExpectExitsZeroOnSigterm());
+}
+
+// A stale socket (its daemon was killed) is replaced; a symbolic link in its place is not
+// followed, and the socket gets exactly milter.socket_mode.
+TEST_F(DaemonTest, StaleSocketIsReplacedButALinkIsRefused) {
+  const std::string path = dir_ + "/milter.sock";
+  socket_ = "unix:" + path;
+  WriteConfig();
+  ASSERT_NO_FATAL_FAILURE(PrepareKeystore());
+  const std::string victim = dir_ + "/victim";
+  std::ofstream(victim) << "x";
+  ASSERT_EQ(::chmod(victim.c_str(), 0600), 0);
+  ASSERT_EQ(::symlink(victim.c_str(), path.c_str()), 0);
+  auto refused = RunProcess({Binary(), "run", "-c", config_}, env_);
+  ASSERT_TRUE(refused.has_value());
+  EXPECT_EQ(refused->exit_code, 1) << refused->output;
+  EXPECT_NE(refused->output.find("milter socket " + path + " is a symbolic link"), std::string::npos) << refused->output;
+  struct stat st {};
+  ASSERT_EQ(::stat(victim.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u) << "the link's target was chmodded";
+
+  ASSERT_EQ(::unlink(path.c_str()), 0);
+  ASSERT_NO_FATAL_FAILURE(StartDaemon());
+  ::kill(pid_, SIGKILL);  // leaves its socket behind
+  ::waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+  ASSERT_EQ(::lstat(path.c_str(), &st), 0);
+  ASSERT_NO_FATAL_FAILURE(StartDaemon());
+  ASSERT_EQ(::lstat(path.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 07777, 0660u);
+  ASSERT_NO_FATAL_FAILURE(ExpectSignsAndDnsVerifies());
+  ASSERT_NO_FATAL_FAILURE(ExpectExitsZeroOnSigterm());
+}
+
+// Issue 13: a keystore others can write is refused before anything starts, with the fix;
+// `check` reports the same error.
+TEST_F(DaemonTest, KeystoreWritableByOthersIsRefused) {
+  socket_ = "unix:" + dir_ + "/milter.sock";
+  WriteConfig();
+  ASSERT_NO_FATAL_FAILURE(PrepareKeystore());
+  ASSERT_EQ(::chmod(keystore_.c_str(), 0777), 0);
+  auto run = RunProcess({Binary(), "run", "-c", config_}, env_);
+  ASSERT_TRUE(run.has_value());
+  EXPECT_EQ(run->exit_code, 1) << run->output;
+  const std::string fix = "chmod 0700 " + keystore_;
+  EXPECT_NE(run->output.find("keystore folder " + keystore_ + " is writable by group or others (mode 0777)"),
+            std::string::npos) << run->output;
+  EXPECT_NE(run->output.find(fix), std::string::npos) << run->output;
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/milter.sock")) << "refused after binding its socket";
+  auto check = RunProcess({Binary(), "check", "-c", config_}, env_);
+  ASSERT_TRUE(check.has_value());
+  EXPECT_EQ(check->exit_code, 1) << check->output;
+  EXPECT_NE(check->output.find("error: keystore folder " + keystore_ + " is writable by group or others"),
+            std::string::npos) << check->output;
+  EXPECT_NE(check->output.find(fix), std::string::npos) << check->output;
+
+  ASSERT_EQ(::chmod(keystore_.c_str(), 0700), 0);
+  ASSERT_EQ(::chown(keystore_.c_str(), 65534, 65534), 0);
+  run = RunProcess({Binary(), "run", "-c", config_}, env_);
+  ASSERT_TRUE(run.has_value());
+  EXPECT_EQ(run->exit_code, 1) << run->output;
+  EXPECT_NE(run->output.find("is owned by uid 65534, neither the daemon's user"), std::string::npos) << run->output;
+}
+
+// A key file group or others can read is a warning in `check` naming the file and the mode.
+TEST_F(DaemonTest, CheckWarnsAboutAGroupReadableKeyFile) {
+  ASSERT_NO_FATAL_FAILURE(PrepareKeystore());
+  std::string key;
+  for (const auto& e : std::filesystem::directory_iterator(keystore_ + "/keys")) key = e.path();
+  ASSERT_FALSE(key.empty());
+  ASSERT_EQ(::chmod(key.c_str(), 0640), 0);
+  auto check = RunProcess({Binary(), "check", "-c", config_}, env_);
+  ASSERT_TRUE(check.has_value());
+  EXPECT_NE(check->output.find("warning: key file " + key + " is accessible by group or others (mode 0640): chmod 0600 " + key),
+            std::string::npos) << check->output;
+}
+
+// Issue 13: a hook others can write is refused; the key stays pending, the log says why, and
+// `check` reports it. The daemon goes on (and stops cleanly).
+TEST_F(DaemonTest, HookWritableByOthersIsNotRunAndTheKeyStaysPending) {
+  ASSERT_EQ(::chmod(hook_.c_str(), 0777), 0);
+  ASSERT_NO_FATAL_FAILURE(StartDaemon());
+  ASSERT_TRUE(WaitForLog("hook " + hook_ + " is writable by group or others (mode 0777)", 1, std::chrono::seconds(30)))
+      << ReadText(log());
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/hook.log")) << "the hook ran";
+  auto keys = keystore::LoadState(keystore_);
+  ASSERT_TRUE(keys.has_value()) << keys.error().message;
+  ASSERT_FALSE(keys->empty());
+  for (const auto& k : *keys) EXPECT_EQ(k.state, keystore::KeyState::kPending) << k.selector;
+  ASSERT_NO_FATAL_FAILURE(ExpectExitsZeroOnSigterm());
+  auto check = RunProcess({Binary(), "check", "-c", config_}, env_);
+  ASSERT_TRUE(check.has_value());
+  EXPECT_EQ(check->exit_code, 1) << check->output;
+  EXPECT_NE(check->output.find("error: example.test: hook " + hook_ + " is writable by group or others"), std::string::npos)
+      << check->output;
+}
+
+// Issue 13: libmilter stopping by itself made the daemon exit 0, so systemd's
+// Restart=on-failure did not restart it. libmilter's own signal thread is the one way to stop it
+// from outside: SIGTERM to each thread but the main one reaches only that thread's sigwait.
+TEST_F(DaemonTest, MilterStoppingOnItsOwnExitsNonZero) {
+  ASSERT_NO_FATAL_FAILURE(PrepareKeystore());
+  ASSERT_NO_FATAL_FAILURE(StartDaemon());
+  for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid_) + "/task")) {
+    const pid_t tid = std::stoi(e.path().filename());
+    if (tid != pid_) ::syscall(SYS_tgkill, pid_, tid, SIGTERM);
+  }
+  int status = 0;
+  ASSERT_TRUE(WaitFor([&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; }, std::chrono::seconds(40)))
+      << "the daemon did not exit: " << ReadText(log());
+  pid_ = -1;
+  ASSERT_TRUE(WIFEXITED(status)) << "killed by a signal: " << ReadText(log());
+  EXPECT_EQ(WEXITSTATUS(status), 1) << ReadText(log());
+  EXPECT_NE(ReadText(log()).find("libmilter stopped serving " + socket_ + " on its own"), std::string::npos)
+      << ReadText(log());
+}
+
+// Issue 13: `poll = "15250284453w"` passed `check` and made the rotation thread spin. Both
+// `check` and `run` now refuse it, naming file, line, setting and range.
+TEST_F(DaemonTest, AbsurdDurationIsRefusedByCheckAndRun) {
+  std::string text = ReadText(config_);
+  text.replace(text.find("poll = \"1s\""), 11, "poll = \"15250284453w\"");
+  std::ofstream(config_) << text;
+  const std::string expected = config_ + ":4: dns.poll = \"15250284453w\": \"15250284453w\" is not a duration: it is too "
+                               "large: at most 5218w (about 100 years); allowed: 1s to 1d";
+  for (const char* command : {"check", "run"}) {
+    auto r = RunProcess({Binary(), command, "-c", config_}, env_);
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->exit_code, 1) << command << ": " << r->output;
+    EXPECT_NE(r->output.find(expected), std::string::npos) << command << ": " << r->output;
+  }
 }
 
 }  // namespace

@@ -115,16 +115,36 @@ TEST_F(ReadSecretFileTest, WriteFileAtomicallyReplacesWithModeAndLeavesNoTempora
   ASSERT_TRUE(WriteFileAtomically(path, "second", 0600).has_value());
   EXPECT_EQ(ReadSecretFile(path).value(), "second");
   struct stat st {};
-  ASSERT_EQ(::stat((path + ".tmp").c_str(), &st), -1);
   ASSERT_EQ(::stat(path.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
+  for (const auto& e : std::filesystem::directory_iterator(dir_))
+    EXPECT_EQ(e.path().filename(), "state.json") << "left behind: " << e.path();
+}
+
+// Issue 13: the temporary had a fixed name and was opened without O_EXCL, so whoever could
+// write the folder could plant a link there and have the next key written through it.
+TEST_F(ReadSecretFileTest, WriteFileAtomicallyNeverWritesThroughAPlantedLink) {
+  const std::string path = dir_ + "/k.pem";
+  const std::string victim = dir_ + "/victim";
+  std::ofstream(victim) << "untouched";
+  ASSERT_EQ(::symlink(victim.c_str(), (path + ".tmp").c_str()), 0);
+  ASSERT_TRUE(WriteFileAtomically(path, "secret", 0600).has_value());
+  EXPECT_EQ(ReadFile(victim).value(), "untouched");
+  EXPECT_EQ(ReadSecretFile(path).value(), "secret");
+}
+
+TEST_F(ReadSecretFileTest, WriteFileAtomicallyUsesAFreshNameEachTime) {
+  // Two writers of the same path never share a temporary: each gets its own O_EXCL name.
+  const std::string path = dir_ + "/state.json";
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(WriteFileAtomically(path, std::to_string(i), 0600).has_value());
+  EXPECT_EQ(ReadFile(path).value(), "19");
 }
 
 TEST_F(ReadSecretFileTest, WriteFileAtomicallyNamesTheFolderItCannotWrite) {
   auto st = WriteFileAtomically(dir_ + "/no/such/folder/state.json", "x", 0600);
   ASSERT_FALSE(st.has_value());
   EXPECT_EQ(st.error().code, ErrorCode::kIo);
-  EXPECT_NE(st.error().message.find("/no/such/folder/state.json.tmp"), std::string::npos)
+  EXPECT_NE(st.error().message.find("/no/such/folder/state.json.tmp.XXXXXX"), std::string::npos)
       << st.error().message;
 }
 

@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
+#include <unistd.h>
 
 namespace dkimrotor::keystore {
 namespace {
@@ -71,6 +73,79 @@ TEST_F(HookRunnerTest, StderrIsBounded) {
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->exit_status, 1);
   EXPECT_EQ(r->stderr_text.size(), kMaxHookStderr);
+}
+
+// Issue 13: a hook others can write is a way to run commands as the daemon.
+TEST_F(HookRunnerTest, RefusesAHookWritableByGroupOrOthers) {
+  const std::string marker = dir_ + "/ran";
+  for (mode_t mode : {0775, 0757}) {
+    std::string hook = Script("writable", "touch " + marker);
+    ASSERT_EQ(::chmod(hook.c_str(), mode), 0);
+    auto st = RunHookChecked({hook, "publish"}, milliseconds(5000));
+    ASSERT_FALSE(st.has_value());
+    EXPECT_NE(st.error().message.find("hook " + hook + " is writable by group or others"), std::string::npos)
+        << st.error().message;
+    EXPECT_NE(st.error().message.find("chmod 0755 it"), std::string::npos) << st.error().message;
+    EXPECT_FALSE(std::filesystem::exists(marker));
+  }
+}
+
+TEST_F(HookRunnerTest, RefusesAHookOwnedByAnotherUser) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to give a file away";
+  const std::string marker = dir_ + "/ran";
+  std::string hook = Script("foreign", "touch " + marker);
+  ASSERT_EQ(::chown(hook.c_str(), 65534, 65534), 0);
+  auto st = RunHookChecked({hook}, milliseconds(5000));
+  ASSERT_FALSE(st.has_value());
+  EXPECT_NE(st.error().message.find("owned by uid 65534, neither root nor the daemon's user"), std::string::npos)
+      << st.error().message;
+  EXPECT_FALSE(std::filesystem::exists(marker));
+}
+
+TEST_F(HookRunnerTest, RunsWithAMinimalEnvironment) {
+  ::setenv("DKIMROTOR_NS_TSIG", "/etc/dkimrotor/tsig.key", 1);
+  ::setenv("AWS_SECRET_ACCESS_KEY", "not-for-hooks", 1);
+  ::setenv("LD_PRELOAD", "", 1);
+  const std::string out = dir_ + "/env";
+  std::string hook = Script("env", "env > " + out);
+  ASSERT_TRUE(RunHookChecked({hook}, milliseconds(5000)).has_value());
+  ::unsetenv("AWS_SECRET_ACCESS_KEY");
+  ::unsetenv("LD_PRELOAD");
+  ::unsetenv("DKIMROTOR_NS_TSIG");
+  std::ifstream in(out);
+  std::set<std::string> got;
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("PWD=", 0) != 0 && line.rfind("SHLVL=", 0) != 0 && line.rfind("_=", 0) != 0)
+      got.insert(line);  // what /bin/sh adds by itself
+  EXPECT_EQ(got, (std::set<std::string>{"PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+                                        "DKIMROTOR_NS_TSIG=/etc/dkimrotor/tsig.key"}));
+}
+
+// A hook that ignores SIGTERM and leaves a child that ignores it too: both are gone, and
+// RunHook returns within the timeout plus kHookTermGrace, never waiting on them for good.
+TEST_F(HookRunnerTest, TimeoutKillsTheWholeGroupEvenIfItIgnoresSigterm) {
+  const std::string pidfile = dir_ + "/child";
+  std::string hook = Script("stubborn", "trap '' TERM; sh -c 'trap \"\" TERM; sleep 60' & echo $! > " +
+                                            pidfile + "; while :; do sleep 1; done");
+  const auto start = std::chrono::steady_clock::now();
+  auto r = RunHook({hook}, milliseconds(500));
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->timed_out);
+  EXPECT_FALSE(r->unreaped);
+  EXPECT_LT(took, milliseconds(500) + kHookTermGrace * 2 + std::chrono::seconds(1));
+  std::ifstream in(pidfile);
+  pid_t child = 0;
+  ASSERT_TRUE(in >> child);
+  // The orphan is reaped by init (or whoever adopted it); until then it is a zombie.
+  bool gone = false;
+  for (int i = 0; i < 200 && !gone; ++i) {
+    std::ifstream stat("/proc/" + std::to_string(child) + "/stat");
+    std::string pid_text, comm, state;
+    gone = !(stat >> pid_text >> comm >> state) || state == "Z";
+    if (!gone) ::usleep(10000);
+  }
+  EXPECT_TRUE(gone) << "child " << child << " of the hook survived the timeout";
 }
 
 TEST_F(HookRunnerTest, MissingOrRelativeHookIsAnError) {
