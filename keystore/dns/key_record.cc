@@ -93,6 +93,21 @@ KeyRecordCheck CheckKeyRecord(std::string_view txt_joined, signer::Algorithm exp
       return Verdict(V::kMalformed, "v=" + std::string(*v) + " is not DKIM1" + kRepublish);
   }
 
+  // An empty p= revokes the selector whatever k= says (RFC 6376 3.6.1): dkimrotor's own
+  // revocation, "v=DKIM1; p=", has no k=, which alone would mean rsa, so checking k= first
+  // made an ed25519 key's revocation look wrong for ever and its private key never destroyed.
+  if (auto p = get("p")) {
+    if (auto der = util::Base64Decode(*p); der && der->empty()) {
+      KeyRecordCheck revoked;
+      revoked.verdict = V::kRevoked;
+      revoked.as_expected = expected_p_base64.find_first_not_of(" \t\r\n") == std::string_view::npos;
+      if (!revoked.as_expected)
+        revoked.detail = std::string("p= is empty: the key is revoked in DNS while dkimrotor still "
+                                     "expects it published") + kRepublish;
+      return revoked;
+    }
+  }
+
   std::string_view want_k = signer::KeyTypeName(expected);
   std::string k = get("k") ? signer::StripFws(*get("k")) : std::string("rsa");
   if (!EqualsIgnoreCase(k, want_k))
@@ -123,14 +138,6 @@ KeyRecordCheck CheckKeyRecord(std::string_view txt_joined, signer::Algorithm exp
     return Verdict(V::kMalformed,
                    "p= is not valid base64 (" + der.error().message + ")" + kRepublish,
                    std::move(check));
-  if (der->empty()) {
-    check.verdict = V::kRevoked;
-    check.as_expected = expected_p_base64.find_first_not_of(" \t\r\n") == std::string_view::npos;
-    if (!check.as_expected)
-      check.detail = std::string("p= is empty: the key is revoked in DNS while dkimrotor still "
-                                 "expects it published") + kRepublish;
-    return check;
-  }
 
   auto key = signer::PublicKey::FromDkim(expected, *p);
   if (key) {

@@ -133,6 +133,17 @@ TEST(KeyRecord, EmptyPIsExpectedWhenRevocationWasPublished) {
   EXPECT_TRUE(check.detail.empty());
 }
 
+// dkimrotor revokes every key with "v=DKIM1; p=" (no k=, which alone would mean rsa): found
+// by the kill campaign, an ed25519 key's revocation was "wrong" for ever and its private key
+// never destroyed.
+TEST(KeyRecord, EmptyPRevokesAnEd25519KeyWithoutKTag) {
+  for (const char* record : {"v=DKIM1; p=", "v=DKIM1; k=ed25519; p=", "v=DKIM1; k=rsa; p="}) {
+    auto check = CheckKeyRecord(record, Algorithm::kEd25519Sha256, "");
+    EXPECT_EQ(check.verdict, V::kRevoked) << record << ": " << check.detail;
+    EXPECT_TRUE(check.as_expected) << record;
+  }
+}
+
 TEST(KeyRecord, AKeyWhereRevocationIsExpectedIsWrong) {
   auto check = CheckKeyRecord("v=DKIM1; p=" + RsaP(), Algorithm::kRsaSha256, "");
   EXPECT_EQ(check.verdict, V::kWrongKey);
