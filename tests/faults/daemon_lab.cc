@@ -1,6 +1,9 @@
 #include "tests/faults/daemon_lab.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
@@ -10,6 +13,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -31,6 +35,31 @@ using milter::testing::Modification;
 namespace {
 
 util::Error Fail(const std::string& why) { return util::Error{util::ErrorCode::kInternal, why}; }
+
+// A free TCP port below Linux's ephemeral range (32768-60999): the daemon is killed and
+// restarted on the same port again and again, and while it is down an outgoing connection of
+// any process on the machine may be given an ephemeral port, which the restart could then not
+// bind (FreeTcpPort's ports are ephemeral ones).
+util::Result<uint16_t> FixedRangePort() {
+  std::random_device seed;
+  std::mt19937 rng(seed());
+  std::uniform_int_distribution<int> pick(20000, 32000);
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    const uint16_t port = static_cast<uint16_t>(pick(rng));
+    const int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s < 0) break;
+    int one = 1;
+    ::setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const bool free = ::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    ::close(s);
+    if (free) return port;
+  }
+  return Fail("found no free TCP port in 20000-32000 on 127.0.0.1");
+}
 
 }  // namespace
 
@@ -61,7 +90,7 @@ util::Result<std::unique_ptr<DaemonLab>> DaemonLab::Create(Options options) {
   knot_options.zones = {"example.test"};
   knot_options.name_servers_ipv6 = lab->options_.name_servers_ipv6;
   ASSIGN_OR_RETURN(lab->knot_, KnotServer::Start(knot_options));
-  ASSIGN_OR_RETURN(uint16_t port, milter::testing::FreeTcpPort());
+  ASSIGN_OR_RETURN(uint16_t port, FixedRangePort());
   lab->socket_ = "inet:" + std::to_string(port) + "@" + lab->options_.listen_host;
   lab->config_ = lab->dir() + "/dkimrotor.conf";
   lab->keystore_ = lab->options_.keystore.empty() ? lab->dir() + "/keystore" : lab->options_.keystore;
@@ -111,7 +140,11 @@ util::Status DaemonLab::StartDaemon(bool wait) {
     std::string how = "still running";
     if (pid_ <= 0 && WIFEXITED(last_status_)) how = "exited with status " + std::to_string(WEXITSTATUS(last_status_));
     if (pid_ <= 0 && WIFSIGNALED(last_status_)) how = "killed by signal " + std::to_string(WTERMSIG(last_status_));
-    return Fail("the daemon does not accept connections (" + how + "): " + LogTail());
+    // Who holds the milter port, when the daemon could not listen on it.
+    const std::string port = socket_.substr(socket_.find(':') + 1, socket_.find('@') - socket_.find(':') - 1);
+    auto ss = RunProcess({"/usr/bin/ss", "-tanpo", "( sport = :" + port + " )"}, {{"PATH", "/usr/bin:/bin"}});
+    return Fail("the daemon does not accept connections (" + how + "): " + LogTail() + "\nss: " +
+                (ss ? ss->output : ss.error().message));
   }
   return util::Ok();
 }

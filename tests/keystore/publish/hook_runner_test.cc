@@ -55,8 +55,8 @@ TEST_F(HookRunnerTest, FailureReportsStatusAndStderr) {
   EXPECT_NE(st.error().message.find("NOTAUTH"), std::string::npos) << st.error().message;
 }
 
-// libmilter's listening socket has no close-on-exec: a hook that inherited it kept the milter
-// port after the daemon was killed, and the restarted daemon could not listen.
+// A descriptor without close-on-exec (libmilter sets it only after accept() returns) must not
+// reach a hook: one still running after the daemon died would keep what it holds.
 TEST_F(HookRunnerTest, InheritsNoDescriptorBeyondStderr) {
   const int inheritable = ::socket(AF_INET, SOCK_STREAM, 0);  // no SOCK_CLOEXEC, as libmilter
   ASSERT_GE(inheritable, 3);
