@@ -132,7 +132,7 @@ TEST_F(KillCampaign, KeystoreStaysConsistentThroughRepeatedKill9) {
   const auto started = std::chrono::steady_clock::now();
   // Most kills land within the first steps of a rotation; some let it run on to its
   // revocation, so every phase is hit.
-  std::uniform_int_distribution<int> startup_delay_ms(0, 250), short_delay_ms(0, 300), long_delay_ms(300, 900),
+  std::uniform_int_distribution<int> startup_delay_ms(0, 250), short_delay_ms(0, 250), long_delay_ms(250, 700),
       tiny_delay_ms(0, 30), choice(0, 9);
   const std::string audit = lab_->keystore() + "/audit.log";
 
@@ -177,7 +177,7 @@ TEST_F(KillCampaign, KeystoreStaysConsistentThroughRepeatedKill9) {
         // Right after the next transition is saved (audit.log is appended after the state):
         // where a revocation is committed and its key not yet destroyed.
         const size_t seen = Count(keystore::testing::ReadText(audit), "\n");
-        WaitFor([&] { return Count(keystore::testing::ReadText(audit), "\n") > seen; }, std::chrono::milliseconds(1500));
+        WaitFor([&] { return Count(keystore::testing::ReadText(audit), "\n") > seen; }, std::chrono::milliseconds(1200));
         std::this_thread::sleep_for(std::chrono::milliseconds(tiny_delay_ms(rng_)));
         ++f_.kills_after_transition;
       } else {
