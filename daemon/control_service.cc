@@ -138,7 +138,7 @@ control::Answer ControlService::Emergency(const control::Request& request, const
       },
       c_.command_timeout);
   if (!st) {
-    c_.log->error("control: emergency revocation of {} failed: {}", name, st.error().message);
+    c_.log->error("control: emergency revocation refused for {}: {}", name, st.error().message);
     return control::Failure(st.error().message);
   }
   // The snapshot without the key is current; messages that began with an older one may still
