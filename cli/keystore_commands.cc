@@ -339,6 +339,7 @@ int RunRotate(std::span<char*> argv) {
       return Fail("rotate", st.error().message);
   }
   keystore::RotationEngine engine(loaded->rotation, std::move(*keys), &world, &holder);
+  engine.SweepKeyFiles();  // under the lock, as the daemon does at start-up
   if (auto st = engine.Start(); !st) return Fail("rotate", st.error().message);
   util::Status st = emergency ? engine.EmergencyRevoke(*domain, *args.Get("--selector"))
                                             : engine.Rotate(*domain);

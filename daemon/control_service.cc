@@ -106,7 +106,12 @@ control::Answer ControlService::Rotate(const control::Request& request, const co
         return util::Ok();
       },
       c_.command_timeout);
-  if (!st) return control::Failure(st.error().message);
+  if (!st) {
+    // The admin sees the refusal; the log must say it too (a full disk, a read-only keystore).
+    c_.log->error("control: rotate {} failed, keys unchanged, signing goes on: {}", request.domain,
+                  st.error().message);
+    return control::Failure(st.error().message);
+  }
   return control::Success({{"domain", request.domain}, {"transitions", transitions}});
 }
 
@@ -132,7 +137,10 @@ control::Answer ControlService::Emergency(const control::Request& request, const
         return util::Ok();
       },
       c_.command_timeout);
-  if (!st) return control::Failure(st.error().message);
+  if (!st) {
+    c_.log->error("control: emergency revocation refused for {}: {}", name, st.error().message);
+    return control::Failure(st.error().message);
+  }
   // The snapshot without the key is current; messages that began with an older one may still
   // sign with it until they end.
   const auto deadline = std::chrono::steady_clock::now() + c_.drain_timeout;
@@ -175,7 +183,10 @@ control::Answer ControlService::Import(const control::Request& request, const co
         return util::Ok();
       },
       c_.command_timeout);
-  if (!st) return control::Failure(st.error().message);
+  if (!st) {
+    c_.log->error("control: import of {} failed: {}", name, st.error().message);
+    return control::Failure(st.error().message);
+  }
   return control::Success({{"imported", name},
                            {"algorithm", std::string(signer::AlgorithmName(imported.algorithm))},
                            {"bits", imported.bits},

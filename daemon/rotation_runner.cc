@@ -41,6 +41,8 @@ util::Result<std::unique_ptr<RotationRunner>> RotationRunner::Start(RotationRunn
   runner->world_ = std::make_unique<keystore::KeystoreWorld>(runner->WithLogging(std::move(options.world)));
   runner->engine_ = std::make_unique<keystore::RotationEngine>(std::move(options.rotation), std::move(keys),
                                                                runner->world_.get(), snapshots);
+  // The daemon holds the keystore's lock from before LoadState: nobody else writes keys/ now.
+  runner->engine_->SweepKeyFiles();
   RETURN_IF_ERROR(runner->engine_->Start());
   runner->poll_ = options.poll;
   runner->thread_ = runner->MakeThread(runner->engine_.get(), options.poll);

@@ -72,6 +72,10 @@ util::Status KeystoreWorld::SaveState(const std::vector<KeyInfo>& keys) {
   return keystore::SaveState(options_.directory, keys);
 }
 
+KeyFileSweep KeystoreWorld::SweepKeyFiles(const std::vector<KeyInfo>& keys) {
+  return keystore::SweepKeyFiles(options_.directory, keys);
+}
+
 bool KeystoreWorld::CanPublish(const std::string& domain) { return options_.hooks.count(domain) != 0; }
 
 util::Status KeystoreWorld::Publish(const KeyInfo& key, bool revoke, const std::string& txt_value) {

@@ -51,6 +51,7 @@ class KeystoreWorld final : public RotationWorld {
   util::Result<std::shared_ptr<const signer::PrivateKey>> LoadKey(const KeyInfo& key) override;
   util::Status DestroyKey(const KeyInfo& key) override;
   util::Status SaveState(const std::vector<KeyInfo>& keys) override;
+  KeyFileSweep SweepKeyFiles(const std::vector<KeyInfo>& keys) override;
   bool CanPublish(const std::string& domain) override;
   util::Status Publish(const KeyInfo& key, bool revoke, const std::string& txt_value) override;
   DnsObservation CheckDns(const KeyInfo& key, bool expect_revoked, std::string* detail) override;

@@ -136,14 +136,6 @@ KeyRecordCheck CheckKeyRecord(std::string_view txt_joined, signer::Algorithm exp
     return Verdict(V::kMalformed,
                    "p= is not valid base64 (" + der.error().message + ")" + kRepublish,
                    std::move(check));
-  if (der->empty()) {
-    check.verdict = V::kRevoked;
-    check.as_expected = expected_p_base64.find_first_not_of(" \t\r\n") == std::string_view::npos;
-    if (!check.as_expected)
-      check.detail = std::string("p= is empty: the key is revoked in DNS while dkimrotor still "
-                                 "expects it published") + kRepublish;
-    return check;
-  }
 
   auto key = signer::PublicKey::FromDkim(expected, *p);
   if (key) {

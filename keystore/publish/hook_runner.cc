@@ -128,6 +128,11 @@ util::Result<HookResult> RunHook(const std::vector<std::string>& argv, std::chro
   posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
   posix_spawn_file_actions_adddup2(&actions, err.write_end(), STDERR_FILENO);
+  // Nothing else of the daemon's: libmilter marks its listening socket and each connection
+  // close-on-exec only after socket()/accept() return, so a hook spawned in between inherits
+  // it (and any descriptor a library opens without O_CLOEXEC); a hook still running after the
+  // daemon died would keep the milter port, and has no business with the MTA's connections.
+  posix_spawn_file_actions_addclosefrom_np(&actions, STDERR_FILENO + 1);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   // Its own process group, so a timeout kills whatever the hook started too.

@@ -84,6 +84,24 @@ util::Status RotationEngine::Start() {
   return util::Ok();
 }
 
+void RotationEngine::SweepKeyFiles() {
+  const KeyFileSweep sweep = world_->SweepKeyFiles(keys());
+  for (const auto& path : sweep.destroyed_revoked)
+    world_->Log(LogLevel::kWarning, "destroyed " + path +
+                                        ": the private key of a revoked key was still on disk "
+                                        "(a crash between its revocation and its destruction)");
+  for (const auto& path : sweep.destroyed_partial)
+    world_->Log(LogLevel::kWarning, "destroyed " + path + ": a key file left half-written by a crash");
+  for (const auto& path : sweep.orphans)
+    world_->Log(LogLevel::kWarning,
+                "key file " + path + " belongs to no key of the state; left in place. A crash while "
+                "a key was being generated leaves such a file: remove it. If state.json was restored "
+                "from a backup, it may be a live key whose selector is in DNS: import it again with "
+                "`dkimrotor keys import` or revoke its selector before removing it");
+  for (const auto& error : sweep.errors)
+    world_->Log(LogLevel::kError, "start-up sweep of the key files: " + error);
+}
+
 // Every change is made on a copy of the keys and goes through here: saved first, then made
 // current, then audited. A failed save leaves memory, disk and the audit log as they were.
 util::Status RotationEngine::Commit(std::vector<KeyInfo> next) {

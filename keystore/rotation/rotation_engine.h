@@ -24,6 +24,7 @@
 
 #include "keystore/key_info.h"
 #include "keystore/signing_snapshot.h"
+#include "keystore/storage/state_store.h"
 #include "signer/algorithm.h"
 #include "signer/canonicalization.h"
 #include "signer/private_key.h"
@@ -71,6 +72,9 @@ class RotationWorld {
   virtual util::Status DestroyKey(const KeyInfo& key) = 0;
   // Crash-safe; the engine calls it before a change takes effect anywhere.
   virtual util::Status SaveState(const std::vector<KeyInfo>& keys) = 0;
+  // The start-up sweep of the key files (keystore::SweepKeyFiles); only the keystore's lock
+  // holder calls it.
+  virtual KeyFileSweep SweepKeyFiles(const std::vector<KeyInfo>& keys) = 0;
   // Whether a publish hook is configured for the domain; without one a DNS admin publishes.
   virtual bool CanPublish(const std::string& domain) = 0;
   virtual util::Status Publish(const KeyInfo& key, bool revoke, const std::string& txt_value) = 0;
@@ -92,6 +96,11 @@ class RotationEngine {
 
   // Loads active keys and publishes the first snapshot.
   util::Status Start();
+  // At start-up, by the keystore's lock holder (never by a reader such as `sign`): destroys
+  // what a crash left of private keys that should be gone, and logs each key file no state
+  // entry names (left in place: see keystore::SweepKeyFiles). Errors are logged; signing
+  // does not depend on them.
+  void SweepKeyFiles();
   // One pass over every stream. Errors (a state file that cannot be written) leave the keys
   // as they were in memory and on disk; signing goes on with the current snapshot.
   util::Status Step();

@@ -3,6 +3,10 @@
 #include <dirent.h>
 #include <sys/stat.h>
 
+#include <cerrno>
+#include <cstring>
+#include <set>
+
 #include <nlohmann/json.hpp>
 
 #include "signer/signing_key.h"
@@ -248,6 +252,42 @@ util::Result<std::vector<KeyInfo>> LoadState(const std::string& directory) {
   }
   ASSIGN_OR_RETURN(std::string text, util::ReadFile(path));
   return StateFromJson(text, path);
+}
+
+KeyFileSweep SweepKeyFiles(const std::string& directory, const std::vector<KeyInfo>& keys) {
+  KeyFileSweep sweep;
+  std::set<std::string> known;
+  for (const auto& k : keys) {
+    const std::string path = KeyPath(directory, k);
+    known.insert(path);
+    if (k.state != KeyState::kRevoked) continue;
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0) continue;  // destroyed as it should have been
+    if (auto done = util::DestroyFile(path); done) sweep.destroyed_revoked.push_back(path);
+    else sweep.errors.push_back(done.error().message);
+  }
+  const std::string folder = directory + "/keys";
+  DIR* d = ::opendir(folder.c_str());
+  if (d == nullptr) {
+    if (errno != ENOENT) sweep.errors.push_back("cannot list " + folder + ": " + std::strerror(errno));
+    return sweep;
+  }
+  std::vector<std::string> names;
+  while (dirent* e = ::readdir(d)) names.emplace_back(e->d_name);
+  ::closedir(d);
+  for (const auto& name : names) {
+    const std::string path = folder + "/" + name;
+    // util::WriteFileAtomically writes NAME.tmp (or NAME.tmp.XXXXXX) beside NAME: a leftover
+    // holds a private key no state entry will ever name.
+    if (name.find(".pem.tmp") != std::string::npos) {
+      if (auto done = util::DestroyFile(path); done) sweep.destroyed_partial.push_back(path);
+      else sweep.errors.push_back(done.error().message);
+      continue;
+    }
+    if (name.size() > 4 && name.substr(name.size() - 4) == ".pem" && !known.count(path))
+      sweep.orphans.push_back(path);
+  }
+  return sweep;
 }
 
 util::Status SaveState(const std::string& directory, const std::vector<KeyInfo>& keys) {

@@ -24,6 +24,22 @@ std::string KeyPath(const std::string& directory, const KeyInfo& key);
 util::Result<std::vector<KeyInfo>> LoadState(const std::string& directory);
 util::Status SaveState(const std::string& directory, const std::vector<KeyInfo>& keys);
 
+// What a start-up sweep of keys/ found and did (SweepKeyFiles).
+struct KeyFileSweep {
+  std::vector<std::string> destroyed_revoked;  // private keys of revoked keys, now destroyed
+  std::vector<std::string> destroyed_partial;  // temporary files of interrupted key writes
+  std::vector<std::string> orphans;            // *.pem no state entry refers to: left in place
+  std::vector<std::string> errors;             // what could not be destroyed or read, and why
+};
+
+// Cleans up keys/ after a crash, under the keystore lock, before the engine runs: a crash
+// between saving a revocation and destroying the key leaves a revoked key's private key on
+// disk, and one during a key write leaves its temporary file; both are destroyed (zeroed,
+// removed). A *.pem that no state entry names is only reported: it may be a key being
+// imported, or the live key of a state.json restored from an older backup, and destroying it
+// would make the selector already in DNS unrecoverable.
+KeyFileSweep SweepKeyFiles(const std::string& directory, const std::vector<KeyInfo>& keys);
+
 // The JSON text of a state, and back: shared with `dkimrotor keys --json`.
 std::string StateToJson(const std::vector<KeyInfo>& keys);
 util::Result<std::vector<KeyInfo>> StateFromJson(const std::string& text, const std::string& source);

@@ -133,12 +133,15 @@ TEST(KeyRecord, EmptyPIsExpectedWhenRevocationWasPublished) {
   EXPECT_TRUE(check.detail.empty());
 }
 
-// dkimrotor's own revocation record has no k=: for an Ed25519 key it used to read as k=rsa,
-// "wrong", and the revoke hook ran again at every poll (found by tests/daemon/concurrency_test).
-TEST(KeyRecord, EmptyPRevokesAnEd25519KeyWithoutK) {
-  auto check = CheckKeyRecord("v=DKIM1; p=", Algorithm::kEd25519Sha256, "");
-  EXPECT_EQ(check.verdict, V::kRevoked) << check.detail;
-  EXPECT_TRUE(check.as_expected);
+// dkimrotor revokes every key with "v=DKIM1; p=" (no k=, which alone would mean rsa): found
+// by the kill campaign, an ed25519 key's revocation was "wrong" for ever and its private key
+// never destroyed.
+TEST(KeyRecord, EmptyPRevokesAnEd25519KeyWithoutKTag) {
+  for (const char* record : {"v=DKIM1; p=", "v=DKIM1; k=ed25519; p=", "v=DKIM1; k=rsa; p="}) {
+    auto check = CheckKeyRecord(record, Algorithm::kEd25519Sha256, "");
+    EXPECT_EQ(check.verdict, V::kRevoked) << record << ": " << check.detail;
+    EXPECT_TRUE(check.as_expected) << record;
+  }
   auto published = CheckKeyRecord("v=DKIM1; k=rsa; p=", Algorithm::kEd25519Sha256, Ed25519P());
   EXPECT_EQ(published.verdict, V::kRevoked);
   EXPECT_FALSE(published.as_expected);

@@ -1,7 +1,9 @@
 #include "keystore/publish/hook_runner.h"
 
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -53,6 +55,20 @@ TEST_F(HookRunnerTest, FailureReportsStatusAndStderr) {
   ASSERT_FALSE(st.has_value());
   EXPECT_NE(st.error().message.find("exited with status 3"), std::string::npos) << st.error().message;
   EXPECT_NE(st.error().message.find("NOTAUTH"), std::string::npos) << st.error().message;
+}
+
+// A descriptor without close-on-exec (libmilter sets it only after accept() returns) must not
+// reach a hook: one still running after the daemon died would keep what it holds.
+TEST_F(HookRunnerTest, InheritsNoDescriptorBeyondStderr) {
+  const int inheritable = ::socket(AF_INET, SOCK_STREAM, 0);  // no SOCK_CLOEXEC, as libmilter
+  ASSERT_GE(inheritable, 3);
+  std::string hook = Script("fds", "ls /proc/$$/fd >&2");
+  auto r = RunHook({hook}, milliseconds(5000));
+  ::close(inheritable);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->exit_status, 0) << r->stderr_text;
+  EXPECT_EQ(r->stderr_text.find(std::to_string(inheritable) + "\n"), std::string::npos)
+      << "the hook sees descriptor " << inheritable << ":\n" << r->stderr_text;
 }
 
 TEST_F(HookRunnerTest, HangingHookIsKilledAtTheTimeout) {

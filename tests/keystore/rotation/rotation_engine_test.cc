@@ -7,9 +7,9 @@
 
 #include <atomic>
 #include <map>
-#include <thread>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "keystore/rotation/admin_commands.h"
@@ -35,6 +35,7 @@ class FakeWorld : public RotationWorld {
   int publish_failures_left = 0;    // the hook fails this many more times
   bool dns_down = false;            // every query times out
   bool disk_full = false;           // SaveState fails
+  bool crash_before_destroy = false;  // DestroyKey does nothing: the process died before it
   std::string publish_wrong_key_for;  // the hook publishes a different key for this selector
   std::string saved_state;          // the state file's content
   int saves = 0;
@@ -68,6 +69,7 @@ class FakeWorld : public RotationWorld {
     return it->second;
   }
   util::Status DestroyKey(const KeyInfo& k) override {
+    if (crash_before_destroy) return util::Ok();
     key_files.erase(Name(k));
     return util::Ok();
   }
@@ -76,6 +78,17 @@ class FakeWorld : public RotationWorld {
     saved_state = StateToJson(keys);
     ++saves;
     return util::Ok();
+  }
+  KeyFileSweep SweepKeyFiles(const std::vector<KeyInfo>& keys) override {
+    KeyFileSweep sweep;
+    std::set<std::string> known;
+    for (const auto& k : keys) {
+      known.insert(Name(k));
+      if (k.state == KeyState::kRevoked && key_files.erase(Name(k))) sweep.destroyed_revoked.push_back(Name(k));
+    }
+    for (const auto& [name, key] : key_files)
+      if (!known.count(name)) sweep.orphans.push_back(name);
+    return sweep;
   }
   bool CanPublish(const std::string&) override { return can_publish; }
   util::Status Publish(const KeyInfo& k, bool revoke, const std::string& value) override {
@@ -563,6 +576,37 @@ TEST(RotationEngine, MismatchIsRememberedAcrossRestarts) {
   ASSERT_NO_FATAL_FAILURE(StepHourly(*engine, world, 1));
   EXPECT_EQ(Keyed(engine->Keys(), only)->dns_mismatch_since, lost);
   EXPECT_NE(Keyed(engine->Keys(), only)->dns_problem.find("missing"), std::string::npos);
+}
+
+// A crash between the commit of a revocation and the destruction of its key: the restarted
+// engine's start-up sweep destroys it, and reports (without touching) a file nobody names.
+TEST(RotationEngine, StartUpSweepDestroysTheKeyOfARevocationCutShortByACrash) {
+  FakeWorld world;
+  SnapshotHolder holder;
+  auto engine = std::make_unique<RotationEngine>(Options(1), std::vector<KeyInfo>{}, &world, &holder);
+  ASSERT_TRUE(engine->Start().has_value());
+  ASSERT_NO_FATAL_FAILURE(StepHourly(*engine, world, 4));
+  const std::string compromised = SelectorIn(engine->Keys(), KeyState::kActive);
+  ASSERT_TRUE(engine->EmergencyRevoke("example.com", compromised).has_value());
+  world.crash_before_destroy = true;
+  ASSERT_NO_FATAL_FAILURE(StepHourly(*engine, world, 3));
+  ASSERT_EQ(Keyed(engine->Keys(), compromised)->state, KeyState::kRevoked);
+  const std::string name = compromised + "._domainkey.example.com";
+  ASSERT_TRUE(world.key_files.count(name)) << "the crash should have left the key";
+  world.key_files["stray._domainkey.example.com"] = world.key_files[name];
+
+  world.crash_before_destroy = false;
+  auto reloaded = StateFromJson(world.saved_state, "state.json");
+  ASSERT_TRUE(reloaded.has_value());
+  engine = std::make_unique<RotationEngine>(Options(1), *reloaded, &world, &holder);
+  world.warnings.clear();
+  engine->SweepKeyFiles();
+  ASSERT_TRUE(engine->Start().has_value());
+  EXPECT_FALSE(world.key_files.count(name));
+  EXPECT_TRUE(world.key_files.count("stray._domainkey.example.com"));
+  EXPECT_EQ(CountContaining(world.warnings, "destroyed " + name + ": the private key of a revoked key"), 1);
+  EXPECT_EQ(CountContaining(world.warnings, "stray._domainkey.example.com belongs to no key"), 1);
+  EXPECT_EQ(holder.Load()->Pick("example.com").size(), 1u);  // signing goes on
 }
 
 TEST(RotationEngine, KeyPendingTooLongSaysWhyAtMostHourly) {

@@ -215,6 +215,38 @@ TEST_F(StateStoreTest, KeyPathNamesTheRecord) {
             "/var/lib/dkimrotor/keys/mta1-20261122-rsa2048._domainkey.example.com.pem");
 }
 
+// The files a crash can leave in keys/: a revoked key's private key and a half-written key
+// are destroyed; a key file no entry names stays, reported; live keys are not touched.
+TEST_F(StateStoreTest, SweepDestroysWhatACrashLeftAndReportsOrphans) {
+  KeyInfo revoked = SampleKey();
+  revoked.state = KeyState::kRevoked;
+  KeyInfo active = SampleKey();
+  active.selector = "mta1-20261123-rsa2048";
+  active.state = KeyState::kActive;
+  KeyInfo gone = SampleKey();  // revoked and destroyed as it should be
+  gone.selector = "mta1-20261001-rsa2048";
+  gone.state = KeyState::kRevoked;
+  std::filesystem::create_directory(dir_ + "/keys");
+  for (const auto& path : {KeyPath(dir_, revoked), KeyPath(dir_, active), dir_ + "/keys/stray._domainkey.example.com.pem",
+                           KeyPath(dir_, active) + ".tmp", KeyPath(dir_, active) + ".tmp.Ab12Cd"})
+    ASSERT_TRUE(util::WriteFileAtomically(path, "-----BEGIN PRIVATE KEY-----\n", 0600).has_value());
+
+  KeyFileSweep sweep = SweepKeyFiles(dir_, {revoked, active, gone});
+  EXPECT_TRUE(sweep.errors.empty()) << sweep.errors.front();
+  EXPECT_EQ(sweep.destroyed_revoked, std::vector<std::string>{KeyPath(dir_, revoked)});
+  EXPECT_EQ(sweep.destroyed_partial.size(), 2u);
+  EXPECT_EQ(sweep.orphans, std::vector<std::string>{dir_ + "/keys/stray._domainkey.example.com.pem"});
+  EXPECT_FALSE(std::filesystem::exists(KeyPath(dir_, revoked)));
+  EXPECT_FALSE(std::filesystem::exists(KeyPath(dir_, active) + ".tmp"));
+  EXPECT_TRUE(std::filesystem::exists(KeyPath(dir_, active)));
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/keys/stray._domainkey.example.com.pem"));
+
+  sweep = SweepKeyFiles(dir_, {revoked, active, gone});  // nothing left to do
+  EXPECT_TRUE(sweep.destroyed_revoked.empty());
+  EXPECT_TRUE(sweep.destroyed_partial.empty());
+  EXPECT_EQ(sweep.orphans.size(), 1u);
+}
+
 TEST(Rfc3339, FormatsUtc) { EXPECT_EQ(Rfc3339(FromUnix(1'795'392'350)), "2026-11-23T00:05:50Z"); }
 
 }  // namespace
