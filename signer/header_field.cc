@@ -11,7 +11,7 @@ std::string FieldKey(std::string_view name) {
 
 bool IsFieldName(std::string_view name) {
   while (!name.empty() && internal::IsWsp(name.back())) name.remove_suffix(1);
-  if (name.empty()) return false;
+  if (name.empty() || name.size() > kMaxFieldNameLength) return false;
   for (unsigned char c : name)
     if (c < 33 || c > 126 || c == ':') return false;
   return true;

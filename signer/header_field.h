@@ -2,6 +2,7 @@
 // Plain value; safe to share read-only between threads.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,7 +25,9 @@ std::string FieldKey(std::string_view name);
 // Whether `name` is a field name as Postfix's is_header() and the message parser see one:
 // printable US-ASCII other than the colon, then optional white space (obsolete syntax). A line
 // whose name has 8-bit bytes, NUL or inner white space is no field to an MTA: it begins the body.
+// A longer name than any line RFC 5322 allows (998 bytes with the colon) is none either.
 bool IsFieldName(std::string_view name);
+inline constexpr size_t kMaxFieldNameLength = 997;
 
 // How the verifiers read one field, as far as signing it goes (README, "Malformed header bytes").
 enum class FieldReading {

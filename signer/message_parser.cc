@@ -16,7 +16,7 @@ enum class Line { kField, kOther, kUndecided };
 // The incremental form of IsFieldName(), which the milter's path checks the same names with.
 // A name longer than any line RFC 5322 allows makes it no field, so a search over a huge
 // line that never ends stays linear.
-constexpr size_t kMaxFieldName = 998;
+constexpr size_t kMaxFieldName = kMaxFieldNameLength + 1;
 
 Line FieldStart(std::string_view line, bool complete) {
   size_t i = 0;

@@ -107,6 +107,12 @@ TEST(IsFieldName, AgreesWithTheParserOnEveryByte) {
     const bool parser_sees_a_field = !end->separator_missing;
     EXPECT_EQ(IsFieldName(name), parser_sees_a_field) << "byte " << b;
   }
+  for (size_t length : {kMaxFieldNameLength, kMaxFieldNameLength + 1}) {
+    const std::string name(length, 'x');
+    auto end = FindEndOfHeaders("From: a@x\r\n" + name + ": v\r\n\r\n", /*at_eof=*/true);
+    ASSERT_TRUE(end.has_value());
+    EXPECT_EQ(IsFieldName(name), !end->separator_missing) << length;
+  }
   EXPECT_TRUE(IsFieldName("Subject \t"));  // obsolete white space before the colon
   EXPECT_FALSE(IsFieldName(" Subject"));
   EXPECT_FALSE(IsFieldName(""));
