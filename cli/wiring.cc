@@ -62,6 +62,8 @@ util::Result<std::shared_ptr<const session::Settings>> SessionSettingsFrom(const
     case conf::OnBadMessage::kTempfail: s->on_bad_message = session::OnBadMessage::kTempfail; break;
   }
   if (config.signing.signature_lifetime.count() > 0) s->signature_lifetime = config.signing.signature_lifetime.count();
+  s->max_header_fields = static_cast<size_t>(config.signing.max_header_fields);
+  s->max_header_bytes = static_cast<size_t>(config.signing.max_header_bytes);
   return std::shared_ptr<const session::Settings>(std::move(s));
 }
 

@@ -87,6 +87,12 @@ struct SigningConfig {
                                        "cc",   "reply-to", "message-id"};
   // x= is t= plus this; 0 means no x= tag.
   seconds signature_lifetime{0};
+  // A message with more header fields, or more header bytes (names, values, line ends), is
+  // refused as on_bad_message says, and the signer stops keeping its fields. Real mail has tens
+  // of fields and a few KiB; Sendmail's MaxHeadersLength is 32 KiB, Exchange Online takes
+  // 256 KiB. The limits bound the memory a message can take while its header arrives.
+  int max_header_fields = 10000;
+  int max_header_bytes = 1024 * 1024;
 
   bool operator==(const SigningConfig&) const = default;
 };

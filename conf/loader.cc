@@ -24,8 +24,9 @@ using Names = std::vector<std::string_view>;
 const Names kSections = {"milter", "signing", "keystore", "dns", "log", "metrics", "domains"};
 const Names kMilterSettings = {"socket", "on_error", "on_bad_message", "user", "group",
                                "socket_mode", "stop_timeout"};
-const Names kSigningSettings = {"internal_hosts", "sign_authenticated", "canonicalization",
-                                "headers",        "oversign",           "signature_lifetime"};
+const Names kSigningSettings = {"internal_hosts",    "sign_authenticated", "canonicalization",
+                                "headers",           "oversign",           "signature_lifetime",
+                                "max_header_fields", "max_header_bytes"};
 const Names kKeystoreSettings = {"directory"};
 const Names kDnsSettings = {"resolvers", "check_authoritative", "authoritative_port",
                             "min_propagation", "poll", "timeout"};
@@ -411,6 +412,10 @@ class Loader {
     ReadStringList<std::string>(g, "oversign", out.oversign, internal::NormalizeHeaderName);
     ReadDuration(g, "signature_lifetime", out.signature_lifetime, seconds(0), kMaxSignatureLifetime,
                  " (0s: signatures without x=)");
+    ReadInt(g, "max_header_fields", out.max_header_fields, 100, 1000000,
+            " (header fields per message; real mail has tens)");
+    ReadInt(g, "max_header_bytes", out.max_header_bytes, 64 * 1024, 1024 * 1024 * 1024,
+            " (bytes of header per message; real mail has a few KiB)");
   }
 
   void LoadDns(const Setting& g, DnsConfig& out) {

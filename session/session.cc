@@ -7,20 +7,6 @@
 #include "signer/from_domain.h"
 
 namespace dkimrotor::session {
-namespace {
-
-// RFC 5322 field names are printable US-ASCII without the colon; obsolete syntax may leave
-// white space before the colon (FieldKey drops it). 8-bit names are left to the signer.
-bool IsFieldName(std::string_view name) {
-  while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.remove_suffix(1);
-  if (name.empty()) return false;
-  for (unsigned char c : name)
-    if (c < 33 || c == 127 || c == ':') return false;
-  return true;
-}
-
-}  // namespace
-
 Session::Session(SigningService* service, std::shared_ptr<const Settings> settings,
                  std::shared_ptr<const keystore::SigningSnapshot> snapshot, MessageOverrides overrides)
     : service_(service), settings_(std::move(settings)), snapshot_(std::move(snapshot)),
@@ -31,7 +17,19 @@ Session::Session(SigningService* service, std::shared_ptr<const Settings> settin
 Session::~Session() { service_->in_flight_.fetch_sub(1, std::memory_order_release); }
 
 void Session::AddHeader(std::string_view name, std::string_view value) {
-  if (signer_ || refused_) return;
+  if (signer_ || refused_ || !over_limit_.empty()) return;
+  ++header_fields_;
+  header_bytes_ += name.size() + 1 + value.size() + 2;  // "name:value" CRLF
+  if (header_fields_ > settings_->max_header_fields)
+    over_limit_ = "the header has more than " + std::to_string(settings_->max_header_fields) +
+                  " fields (signing.max_header_fields)";
+  else if (header_bytes_ > settings_->max_header_bytes)
+    over_limit_ = "the header has more than " + std::to_string(settings_->max_header_bytes) +
+                  " bytes (signing.max_header_bytes)";
+  if (!over_limit_.empty()) {
+    std::vector<signer::HeaderField>().swap(fields_);  // the memory goes back now, not at the end
+    return;
+  }
   fields_.push_back(signer::HeaderField{std::string(name), std::string(value)});
 }
 
@@ -44,10 +42,11 @@ Verdict Session::Refuse(Refusal refusal, std::string reason) {
 std::optional<Verdict> Session::EndOfHeaders() {
   if (refused_) return refused_;
   if (signer_) return std::nullopt;
+  if (!over_limit_.empty()) return refused_ = Refuse(Refusal::kBadMessage, over_limit_);
   for (size_t i = 0; i < fields_.size(); ++i)
-    if (!IsFieldName(fields_[i].name))
+    if (!signer::IsFieldName(fields_[i].name))
       return refused_ = Refuse(Refusal::kBadMessage, "header field " + std::to_string(i + 1) +
-                                                         " has no valid name (a line without a colon?)");
+                                                         " has no valid name (printable US-ASCII before the colon)");
   // Exactly one From field with one address: its domain is the one DMARC aligns with.
   const signer::HeaderField* from = nullptr;
   int count = 0;

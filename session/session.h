@@ -35,7 +35,9 @@ class Session {
   const std::string& id() const { return id_; }
 
   // `name` is the bytes before the colon; `value` every byte after it, folds as CRLF, no
-  // final line end. Only before EndOfHeaders().
+  // final line end. Only before EndOfHeaders(). Past Settings::max_header_fields or
+  // max_header_bytes the fields kept so far are dropped, no more are kept, and EndOfHeaders()
+  // refuses the message naming the limit.
   void AddHeader(std::string_view name, std::string_view value);
 
   // After the last header field: picks the domain and the keys. Returns the final verdict
@@ -66,6 +68,9 @@ class Session {
   MessageOverrides overrides_;
   std::string id_;
   std::vector<signer::HeaderField> fields_;  // until EndOfHeaders
+  size_t header_fields_ = 0;                 // counted by AddHeader, kept or not
+  size_t header_bytes_ = 0;
+  std::string over_limit_;                   // why the header is too large; empty while it is not
   std::optional<signer::MessageSigner> signer_;  // from EndOfHeaders, when signing
   std::string domain_;                       // d=
   std::optional<Verdict> refused_;           // set when EndOfHeaders refused the message

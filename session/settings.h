@@ -34,6 +34,9 @@ struct Settings {
   OnError on_error = OnError::kTempfail;
   OnBadMessage on_bad_message = OnBadMessage::kAccept;
   std::optional<int64_t> signature_lifetime;  // x= = t= + this
+  // Past either limit the message is refused (kBadMessage) and its fields are no longer kept.
+  size_t max_header_fields = 10000;
+  size_t max_header_bytes = 1024 * 1024;
 
   // The configured domain a From domain signs as: the domain itself, or the longest configured
   // parent that has `subdomains`. Null when none.

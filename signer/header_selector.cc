@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "signer/internal/text.h"
 
@@ -38,9 +39,15 @@ std::vector<std::string> HeaderSelector::SelectNames(const std::vector<HeaderFie
   std::vector<std::string> names;
   std::unordered_map<std::string, int> occurrences;  // every field of the message, by key
   std::unordered_map<std::string, int> listed;       // how often each key is in `names`
+  // A name with one instance verifiers read differently stays out of h= altogether, oversigning
+  // included: h= picks instances bottom-up by name, so it cannot skip that one instance.
+  std::unordered_set<std::string> unsignable;
+  for (const auto& f : fields)
+    if (CheckField(f.name, f.value).reading != FieldReading::kPlain) unsignable.insert(FieldKey(f.name));
   for (const auto& f : fields) {
     std::string key = FieldKey(f.name);
     ++occurrences[key];
+    if (unsignable.contains(key)) continue;
     if (key == "from" || Matches(key)) {
       ++listed[key];
       names.push_back(std::move(key));
@@ -54,6 +61,7 @@ std::vector<std::string> HeaderSelector::SelectNames(const std::vector<HeaderFie
   // later (anywhere) makes the signature fail, whether or not the name is in `sign`.
   for (const auto& name : policy_.oversign) {
     if (name.empty() || name.back() == '*') continue;  // a pattern cannot be oversigned
+    if (unsignable.contains(name) || name.find(';') != std::string::npos) continue;
     for (int i = listed[name]; i <= occurrences[name]; ++i) names.push_back(name);
     listed[name] = occurrences[name] + 1;
   }

@@ -25,6 +25,7 @@ class HeaderSelector {
   explicit HeaderSelector(HeaderPolicy policy);
 
   // The h= names for this message, lowercase, in signing order. "from" is always included.
+  // A name with an instance that CheckField() finds not plain is left out, oversigning too.
   std::vector<std::string> SelectNames(const std::vector<HeaderField>& fields) const;
 
   const HeaderPolicy& policy() const { return policy_; }

@@ -13,9 +13,10 @@ enum class Line { kField, kOther, kUndecided };
 
 // Whether `line` (a line's start, perhaps not all of it) opens a header field as Postfix's
 // is_header() decides: printable US-ASCII other than the colon, optional white space, a colon.
+// The incremental form of IsFieldName(), which the milter's path checks the same names with.
 // A name longer than any line RFC 5322 allows makes it no field, so a search over a huge
 // line that never ends stays linear.
-constexpr size_t kMaxFieldName = 998;
+constexpr size_t kMaxFieldName = kMaxFieldNameLength + 1;
 
 Line FieldStart(std::string_view line, bool complete) {
   size_t i = 0;

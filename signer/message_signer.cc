@@ -36,8 +36,26 @@ util::Status MessageSigner::EndOfHeaders() {
 
 util::Status MessageSigner::CheckHeaders() {
   int from = 0;
-  for (const auto& f : fields_)
-    if (FieldKey(f.name) == "from") ++from;
+  for (size_t i = 0; i < fields_.size(); ++i) {
+    const HeaderField& f = fields_[i];
+    const std::string where = "header field " + std::to_string(i + 1);
+    if (!IsFieldName(f.name))
+      return util::Err(util::ErrorCode::kInvalidArgument,
+                       where + " has no valid name (printable US-ASCII before the colon)");
+    const std::string key = FieldKey(f.name);
+    const FieldCheck check = CheckField(f.name, f.value);
+    if (check.reading == FieldReading::kBroken)
+      return util::Err(util::ErrorCode::kInvalidArgument,
+                       where + " (" + key + ") holds " + check.why +
+                           ": the MTA writes it out as more lines than one field");
+    if (key != "from") continue;
+    ++from;
+    // From is always signed (DMARC aligns with it), so it cannot be left out of h= instead.
+    if (check.reading == FieldReading::kAmbiguous)
+      return util::Err(util::ErrorCode::kInvalidArgument,
+                       std::string("the From field holds ") + check.why +
+                           ", which verifiers canonicalize differently; From must be signed");
+  }
   if (from == 0) return util::Err(util::ErrorCode::kInvalidArgument, "no From header");
   if (from > 1)
     return util::Err(util::ErrorCode::kInvalidArgument, std::to_string(from) + " From headers");

@@ -36,8 +36,9 @@ class MessageSigner {
   void AddHeader(HeaderField field) { fields_.push_back(std::move(field)); }
 
   // After the last header: checks the message can be signed at all. Errors name the reason
-  // ("no From header", "2 From headers") and leave the decision to the caller; Finish() then
-  // returns the same error rather than a signature.
+  // ("no From header", "2 From headers", a field name that is none, a line break inside a
+  // field, a From field verifiers read differently) and leave the decision to the caller;
+  // Finish() then returns the same error rather than a signature.
   util::Status EndOfHeaders();
 
   void AddBody(std::string_view chunk);

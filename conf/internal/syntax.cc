@@ -215,6 +215,9 @@ util::Result<std::string> NormalizeHeaderName(std::string_view text) {
       return Invalid("write the field name without the colon: \"" +
                      std::string(text.substr(0, i)) + "\"");
     if (c == '*') return Invalid("'*' may only end a name, as a prefix match (\"list-*\")");
+    if (c == ';')
+      return Invalid("a name with ';' cannot be written in the signature's h= tag, where ';' "
+                     "ends the tag (RFC 6376 3.2)");
     if (c < 33 || c > 126)
       return Invalid("a header field name is printable ASCII without spaces or ':'");
   }

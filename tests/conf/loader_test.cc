@@ -52,6 +52,8 @@ signing: {
   headers = ["From", "Subject", "List-*"];
   oversign = [];
   signature_lifetime = "7d";
+  max_header_fields = 2000;
+  max_header_bytes = 262144;
 };
 keystore: { directory = "/srv/dkim"; };
 dns: {
@@ -112,6 +114,8 @@ TEST(ParseConfig, FullExampleParsesToItsValues) {
   EXPECT_EQ(c.signing.headers, (std::vector<std::string>{"from", "subject", "list-*"}));
   EXPECT_TRUE(c.signing.oversign.empty());
   EXPECT_EQ(c.signing.signature_lifetime, seconds(7 * 86400));
+  EXPECT_EQ(c.signing.max_header_fields, 2000);
+  EXPECT_EQ(c.signing.max_header_bytes, 262144);
 
   EXPECT_EQ(c.keystore.directory, "/srv/dkim");
 
@@ -327,6 +331,15 @@ TEST(ParseConfig, ValidatesEverySetting) {
        "signatures without x=)"},
       {"dns: { authoritative_port = 0; };",
        "test.conf:1: dns.authoritative_port = 0: must be 1 to 65535"},
+      {"signing: { max_header_fields = 0; };",
+       "test.conf:1: signing.max_header_fields = 0: must be 100 to 1000000 (header fields per "
+       "message; real mail has tens)"},
+      {"signing: { max_header_bytes = 1000; };",
+       "test.conf:1: signing.max_header_bytes = 1000: must be 65536 to 1073741824 (bytes of header "
+       "per message; real mail has a few KiB)"},
+      {"signing: { headers = [\"list;x\"]; };",
+       "test.conf:1: signing.headers.[0] = \"list;x\": a name with ';' cannot be written in the "
+       "signature's h= tag, where ';' ends the tag (RFC 6376 3.2)"},
       {"dns: { authoritative_port = 65536; };",
        "test.conf:1: dns.authoritative_port = 65536: must be 1 to 65535"},
       {"dns: { timeout = \"0m\"; };", "test.conf:1: dns.timeout = \"0m\": must be from 1s to 5m"},

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -399,6 +400,71 @@ TEST_F(MilterDaemonTest, SigtermExitsZero) {
   pid_ = -1;
   ASSERT_TRUE(WIFEXITED(status)) << ReadText(dir_ + "/daemon.log");
   EXPECT_EQ(WEXITSTATUS(status), 0) << ReadText(dir_ + "/daemon.log");
+}
+
+// The daemon's peak resident memory (VmHWM), in KiB; -1 when /proc does not say.
+long PeakRssKib(pid_t pid) {
+  std::istringstream status(ReadText("/proc/" + std::to_string(pid) + "/status"));
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
+  return -1;
+}
+
+// Issue 13: hostile headers through the milter. 8 messages at once, each with 100,000 header
+// fields (6 MB of header): each is answered (refused as on_bad_message says, the limit named
+// in the log) and the daemon's peak memory grows by what the default limits allow (10,000
+// fields or 1 MiB per message), not by the 48 MB the fields would take if it kept them all.
+TEST_F(MilterDaemonTest, HundredThousandHeaderFieldsInEightMessagesStayWithinTheLimits) {
+  {
+    auto warm = Client();
+    ASSERT_TRUE(warm.has_value());
+    auto ok = warm->SendMessage("127.0.0.1", "", kHeaders, kBody);
+    ASSERT_TRUE(ok.has_value()) << ok.error().message;
+  }
+  const long before = PeakRssKib(pid_);
+  ASSERT_GT(before, 0);
+  std::vector<Header> headers = {{"From", " Alice <alice@example.test>"}};
+  for (int i = 0; i < 100000; ++i)
+    headers.push_back({"X-Filler-" + std::to_string(i), " " + std::string(40, 'a' + i % 26)});
+  constexpr int kMessages = 8;
+  std::vector<std::string> outcome(kMessages, "not run");
+  std::vector<std::thread> senders;
+  for (int m = 0; m < kMessages; ++m) {
+    senders.emplace_back([&, m] {
+      MilterClient::Options o;
+      o.socket = socket_;
+      o.timeout = std::chrono::milliseconds(60000);
+      auto client = MilterClient::Connect(o);
+      if (!client) {
+        outcome[m] = client.error().message;
+        return;
+      }
+      auto r = client->SendMessage("127.0.0.1", "", headers, kBody);
+      if (!r) outcome[m] = r.error().message;
+      else if (r->reply.kind != Reply::Kind::kAccept) outcome[m] = r->reply.ToString();
+      else if (!r->Find(Modification::Kind::kInsertHeader).empty()) outcome[m] = "signed";
+      else outcome[m] = "accepted unsigned";
+    });
+  }
+  for (auto& t : senders) t.join();
+  for (int m = 0; m < kMessages; ++m) EXPECT_EQ(outcome[m], "accepted unsigned") << "message " << m;
+  const long after = PeakRssKib(pid_);
+  const std::string log = ReadText(dir_ + "/daemon.log");
+  size_t refused = 0;
+  for (size_t at = 0; (at = log.find("the header has more than 10000 fields (signing.max_header_fields)", at)) !=
+                      std::string::npos;
+       ++at)
+    ++refused;
+  EXPECT_EQ(refused, static_cast<size_t>(kMessages)) << log;
+  RecordProperty("peak_rss_growth_kib", std::to_string(after - before));
+  std::printf("daemon VmHWM %ld KiB before, %ld KiB after (+%ld KiB)\n", before, after, after - before);
+  EXPECT_LT(after - before, 24 * 1024) << "peak RSS grew from " << before << " to " << after << " KiB";
+  // The daemon signs again at once.
+  auto client = Client();
+  ASSERT_TRUE(client.has_value());
+  auto ok = client->SendMessage("127.0.0.1", "", kHeaders, kBody);
+  ASSERT_TRUE(ok.has_value()) << ok.error().message;
+  EXPECT_EQ(ok->Find(Modification::Kind::kInsertHeader).size(), 2u);
 }
 
 }  // namespace

@@ -122,6 +122,39 @@ class SignParityTest : public ::testing::Test {
     EXPECT_EQ(r->exit_code, 0) << what << ": " << r->output << "\n" << message;
   }
 
+  // Mail::DKIM checks every rsa-sha256 signature of d=example.test against Knot (Debian 12's
+  // Mail::DKIM predates ed25519); at least one must be there.
+  void ExpectMailDkimVerifies(const std::string& message, const std::string& what) {
+    const std::string file = dir_ + "/verify-perl.eml";
+    std::ofstream(file) << message;
+    auto r = RunProcess({"/usr/bin/perl", std::string(DKIMROTOR_SOURCE_DIR) + "/tests/interop/verify_mail_dkim.pl",
+                         "--dns", "127.0.0.1:" + std::to_string(knot_->port()), file},
+                        {{"PATH", "/usr/bin:/bin"}});
+    ASSERT_TRUE(r.has_value());
+    ASSERT_EQ(r->exit_code, 0) << what << ": " << r->output;
+    int checked = 0;
+    std::istringstream lines(r->output);
+    for (std::string line; std::getline(lines, line);) {
+      std::vector<std::string> cols;
+      std::istringstream fields(line);
+      for (std::string c; std::getline(fields, c, '\t');) cols.push_back(c);
+      if (cols.size() < 6 || cols[2] != "example.test" || cols[4] != "rsa-sha256") continue;
+      ++checked;
+      EXPECT_EQ(cols[5], "pass") << what << ": " << line;
+    }
+    EXPECT_GE(checked, 1) << what << ": " << r->output;
+  }
+
+  // Waits for the daemon to log "not signed: <reason>".
+  void ExpectLogged(const std::string& reason) {
+    bool logged = false;
+    for (int i = 0; i < 100 && !logged; ++i) {
+      logged = ReadText(dir_ + "/daemon.log").find("not signed: " + reason) != std::string::npos;
+      if (!logged) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    EXPECT_TRUE(logged) << "the milter did not log '" << reason << "': " << ReadText(dir_ + "/daemon.log");
+  }
+
   std::unique_ptr<KnotServer> knot_;
   std::string dir_, socket_, config_;
   std::map<std::string, std::string> env_;
@@ -217,6 +250,88 @@ TEST_F(SignParityTest, MilterAndSignConfigDecideAndSignAlike) {
       return rest;
     };
     EXPECT_EQ(without_signatures(signed_by_cli->output), without_signatures(by_milter));
+  }
+}
+
+// Issue 15: header bytes verifiers read differently, through `sign -c` and through the milter
+// (Postfix hands a bare CR inside a field to the milter unchanged). Signed ones verify with
+// dkimpy and Mail::DKIM without the field in h=; a From that cannot be signed is refused alike.
+TEST_F(SignParityTest, MalformedHeaderBytesSignAlikeAndVerifyWithBoth) {
+  struct Malformed {
+    std::string name;
+    std::string message;
+    std::string left_out;  // a name h= must not hold; empty when unsigned
+    std::string reason;    // when unsigned
+  };
+  const std::string body = "Hello\r\n";
+  const std::string from = "From: Alice <alice@example.test>\r\n";
+  const std::string rest = "To: bob@example.net\r\nMessage-ID: <1@example.test>\r\n";
+  const std::vector<Malformed> cases = {
+      {"bare CR inside Subject", from + rest + "Subject: x\rSubject: y\r\n\r\n" + body, "subject", ""},
+      {"bare CR opening Date", from + rest + "Date:\r Mon, 04 Mar 2024 10:00:00 +0000\r\n\r\n" + body, "date", ""},
+      {"bare CR ending Subject", from + rest + "Subject: x\r\r\n\r\n" + body, "subject", ""},
+      {"form feed in Subject", from + rest + "Subject: \fx\r\n\r\n" + body, "subject", ""},
+      {"';' in a list-* name", from + rest + "List-X;y: 1\r\nList-Id: <l.example.test>\r\n\r\n" + body,
+       "list-x;y", ""},
+      {"bare CR opening From", "From:\r Alice <alice@example.test>\r\n" + rest + "\r\n" + body, "",
+       "the From field holds a bare CR, which verifiers canonicalize differently; From must be signed"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto by_cli = RunProcess({DKIMROTOR_BINARY, "sign", "-c", config_}, {{"PATH", "/usr/bin:/bin"}}, c.message);
+    ASSERT_TRUE(by_cli.has_value());
+    std::vector<Header> headers;
+    std::string mta_body;
+    ASSERT_NO_FATAL_FAILURE(SplitAsAnMta(c.message, &headers, &mta_body));
+    auto client = Client();
+    ASSERT_TRUE(client.has_value()) << client.error().message;
+    auto result = client->SendMessage("127.0.0.1", "", headers, mta_body);
+    ASSERT_TRUE(result.has_value()) << result.error().message;
+    EXPECT_EQ(result->reply.kind, Reply::Kind::kAccept) << result->reply.ToString();
+    const bool milter_signed = !result->Find(Modification::Kind::kInsertHeader).empty();
+    if (!c.reason.empty()) {
+      EXPECT_EQ(by_cli->exit_code, 1) << by_cli->output;
+      EXPECT_EQ(by_cli->output, "dkimrotor sign: " + c.reason + "\n");
+      EXPECT_FALSE(milter_signed);
+      ExpectLogged(c.reason);
+      continue;
+    }
+    ASSERT_EQ(by_cli->exit_code, 0) << by_cli->output;
+    ASSERT_TRUE(milter_signed);
+    const std::string by_milter = client->ApplyModifications(headers, mta_body, *result);
+    const std::vector<std::string> ids = SignatureIdentity(by_milter);
+    ASSERT_EQ(SignatureIdentity(by_cli->output), ids);
+    ASSERT_EQ(ids.size(), 2u);
+    for (const auto& id : ids) {
+      const std::string h = ":" + id.substr(id.find(";h=") + 3) + ":";
+      EXPECT_EQ(h.find(":" + c.left_out + ":"), std::string::npos) << id;
+      EXPECT_NE(h.find(":to:"), std::string::npos) << id;
+    }
+    for (const auto& [what, message] : {std::pair{"sign -c", by_cli->output}, std::pair{"milter", by_milter}}) {
+      ASSERT_NO_FATAL_FAILURE(ExpectVerifies(message, 2, what));
+      ASSERT_NO_FATAL_FAILURE(ExpectMailDkimVerifies(message, what));
+    }
+  }
+}
+
+// What only an MTA can hand over: a name with 8-bit bytes (the parser makes such a line the
+// body) and a line break without white space inside a value. Refused, with the reason logged.
+TEST_F(SignParityTest, WhatOnlyTheMilterSeesIsRefusedWithItsReason) {
+  const std::vector<std::pair<std::vector<Header>, std::string>> cases = {
+      {{{"From", " alice@example.test"}, {"Subj\xc3\xa9" "ct", " x"}},
+       "header field 2 has no valid name (printable US-ASCII before the colon)"},
+      {{{"From", " alice@example.test"}, {"Subject", " x\nBcc: eve@example.net"}},
+       "header field 2 (subject) holds a line break not followed by white space: the MTA writes it "
+       "out as more lines than one field"},
+  };
+  for (const auto& [headers, reason] : cases) {
+    auto client = Client();
+    ASSERT_TRUE(client.has_value()) << client.error().message;
+    auto result = client->SendMessage("127.0.0.1", "", headers, "Hello\r\n");
+    ASSERT_TRUE(result.has_value()) << result.error().message;
+    EXPECT_EQ(result->reply.kind, Reply::Kind::kAccept) << result->reply.ToString();
+    EXPECT_TRUE(result->Find(Modification::Kind::kInsertHeader).empty()) << reason;
+    ExpectLogged(reason);
   }
 }
 

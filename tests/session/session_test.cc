@@ -166,6 +166,54 @@ TEST_F(SessionTest, AFieldWithoutAValidNameIsRefused) {
   EXPECT_NE(refused->reason.find("header field 2"), std::string::npos) << refused->reason;
 }
 
+// The milter hands names and values over one by one; the same rules as the parser's apply.
+TEST_F(SessionTest, MalformedHeaderBytesAreRefusedOrLeftOutOfH) {
+  const sockaddr_in client = V4("10.0.0.1");
+  auto refused_for = [&](std::vector<std::pair<std::string, std::string>> fields) {
+    auto start = service_->Begin({reinterpret_cast<const sockaddr*>(&client), ""});
+    for (const auto& [name, value] : fields) start.session->AddHeader(name, value);
+    auto refused = start.session->EndOfHeaders();
+    return refused ? refused->reason : std::string("signed");
+  };
+  EXPECT_EQ(refused_for({{"From", " a@example.com"}, {"Subj\xe9" "ct", " x"}}),
+            "header field 2 has no valid name (printable US-ASCII before the colon)");
+  EXPECT_EQ(refused_for({{"From", "\r a@example.com"}}),
+            "the From field holds a bare CR, which verifiers canonicalize differently; From must be signed");
+  EXPECT_EQ(refused_for({{"From", " a@example.com"}, {"Subject", " x\r\nFrom: b@example.com"}}),
+            "header field 2 (subject) holds a line break not followed by white space: the MTA "
+            "writes it out as more lines than one field");
+  EXPECT_EQ(refused_for({{"From", " a@example.com"}, {"Subject", " x\rSubject: y"}}), "signed");
+
+  const std::string message = "From: a@example.com\r\nSubject: x\rSubject: y\r\nTo: b@example.net\r\n\r\nHi.\r\n";
+  Verdict v = Run(message);
+  ExpectVerifies(v, message);
+  ASSERT_EQ(v.signatures.size(), 1u);
+  EXPECT_EQ(v.signatures[0].find("subject"), std::string::npos) << v.signatures[0];
+}
+
+TEST_F(SessionTest, HeaderLimitsRefuseTheMessageAndStopKeepingFields) {
+  auto settings = MakeSettings();
+  settings->max_header_fields = 100;
+  settings->max_header_bytes = 64 * 1024;
+  SigningService service(&holder_, settings, nullptr, nullptr);
+  auto message_with = [](int fields, size_t value_size) {
+    std::string m = "From: a@example.com\r\n";
+    for (int i = 1; i < fields; ++i) m += "X-Field: " + std::string(value_size, 'v') + "\r\n";
+    return m + "\r\nHi.\r\n";
+  };
+  const std::string at_limit = message_with(100, 10);
+  ExpectVerifies(Run(at_limit, &service), at_limit);
+
+  Verdict too_many = Run(message_with(101, 10), &service);
+  EXPECT_EQ(too_many.refusal, Refusal::kBadMessage);
+  EXPECT_EQ(too_many.reason, "the header has more than 100 fields (signing.max_header_fields)");
+
+  Verdict too_large = Run(message_with(10, 8000), &service);
+  EXPECT_EQ(too_large.refusal, Refusal::kBadMessage);
+  EXPECT_EQ(too_large.reason, "the header has more than 65536 bytes (signing.max_header_bytes)");
+  EXPECT_TRUE(too_large.signatures.empty());
+}
+
 TEST_F(SessionTest, SubdomainsOnlyWhereConfiguredAndTheLongestMatchWins) {
   Verdict sub = Run("From: a@Deep.Parent.ORG\r\n\r\nx\r\n");
   ASSERT_EQ(sub.outcome, Outcome::kSigned) << sub.reason;

@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include "signer/message_parser.h"
+
 namespace dkimrotor::signer {
 namespace {
 
@@ -91,6 +93,52 @@ TEST(FieldKey, LowercasesAndStripsWhitespaceBeforeColon) {
   EXPECT_EQ(FieldKey("DKIM-Signature"), "dkim-signature");
   EXPECT_EQ(FieldKey(""), "");
   EXPECT_EQ(FieldKey("  "), "");
+}
+
+// The milter's path (IsFieldName on the name libmilter hands over) and the `sign` path (the
+// parser's idea of where a field starts) must agree on every byte, 8-bit and NUL included.
+TEST(IsFieldName, AgreesWithTheParserOnEveryByte) {
+  for (int b = 0; b < 256; ++b) {
+    if (b == '\n' || b == ':') continue;  // a line end, or the colon that ends the name
+    const std::string name = std::string("X") + static_cast<char>(b) + "Y";
+    const std::string message = "From: a@x\r\n" + name + ": v\r\n\r\nbody\r\n";
+    auto end = FindEndOfHeaders(message, /*at_eof=*/true);
+    ASSERT_TRUE(end.has_value());
+    const bool parser_sees_a_field = !end->separator_missing;
+    EXPECT_EQ(IsFieldName(name), parser_sees_a_field) << "byte " << b;
+  }
+  for (size_t length : {kMaxFieldNameLength, kMaxFieldNameLength + 1}) {
+    const std::string name(length, 'x');
+    auto end = FindEndOfHeaders("From: a@x\r\n" + name + ": v\r\n\r\n", /*at_eof=*/true);
+    ASSERT_TRUE(end.has_value());
+    EXPECT_EQ(IsFieldName(name), !end->separator_missing) << length;
+  }
+  EXPECT_TRUE(IsFieldName("Subject \t"));  // obsolete white space before the colon
+  EXPECT_FALSE(IsFieldName(" Subject"));
+  EXPECT_FALSE(IsFieldName(""));
+  EXPECT_FALSE(IsFieldName("Subj\xc3\xa9" "ct"));
+}
+
+TEST(CheckField, PlainFieldsFoldsAndEightBitValuesAreSignable) {
+  EXPECT_EQ(CheckField("Subject", " hello").reading, FieldReading::kPlain);
+  EXPECT_EQ(CheckField("Subject", " a\r\n b\r\n\tc").reading, FieldReading::kPlain);
+  EXPECT_EQ(CheckField("Subject", " caf\xc3\xa9").reading, FieldReading::kPlain);
+  EXPECT_EQ(CheckField("Subject ", " x").reading, FieldReading::kPlain);
+}
+
+TEST(CheckField, BytesVerifiersReadDifferentlyMakeItAmbiguous) {
+  for (const char* value : {" x\rSubject: y", "\r Mon, 04 Mar 2024", " x\r", " \vx", " x\f"})
+    EXPECT_EQ(CheckField("Subject", value).reading, FieldReading::kAmbiguous) << value;
+  EXPECT_EQ(CheckField("Subject", std::string(" a\0b", 4)).reading, FieldReading::kAmbiguous);
+  EXPECT_EQ(CheckField("List-X;y", " 1").reading, FieldReading::kAmbiguous);
+  EXPECT_STREQ(CheckField("List-X;y", " 1").why, "a ';' in its name");
+}
+
+TEST(CheckField, ALineBreakWithoutWhiteSpaceAfterItIsBroken) {
+  EXPECT_EQ(CheckField("Subject", " x\r\nBcc: y").reading, FieldReading::kBroken);
+  EXPECT_EQ(CheckField("Subject", " x\r\n").reading, FieldReading::kBroken);
+  EXPECT_EQ(CheckField("Subject", " x\ny").reading, FieldReading::kBroken);
+  EXPECT_EQ(CheckField("Subject", " x\n y").reading, FieldReading::kBroken);  // LF must be CRLF here
 }
 
 }  // namespace

@@ -176,5 +176,22 @@ TEST(HeaderSelector, OversignsNamesOutsideTheSignList) {
             (std::vector<std::string>{"from", "subject", "subject", "subject"}));
 }
 
+// h= picks instances bottom-up by name, so a name with one instance verifiers read differently
+// is left out whole: neither signed nor oversigned.
+TEST(HeaderSelector, ANameWithAFieldVerifiersReadDifferentlyIsLeftOut) {
+  HeaderSelector selector(HeaderPolicy::Default());
+  auto fields = Fields({{"From", " a@x"}, {"Subject", " one"}, {"To", " b@y"}, {"Subject", " x\rtwo"}});
+  Names names = selector.SelectNames(fields);
+  EXPECT_EQ(std::count(names.begin(), names.end(), "subject"), 0) << ::testing::PrintToString(names);
+  EXPECT_EQ(std::count(names.begin(), names.end(), "to"), 2);    // signed and oversigned as before
+  EXPECT_EQ(std::count(names.begin(), names.end(), "from"), 2);
+}
+
+TEST(HeaderSelector, ANameWithASemicolonNeverReachesH) {
+  HeaderSelector selector(HeaderPolicy{{"list-*", "x;y"}, {"from", "x;y"}});
+  auto fields = Fields({{"From", " a@x"}, {"List-X;y", " 1"}, {"x;y", " 2"}, {"List-Id", " <l>"}});
+  EXPECT_EQ(selector.SelectNames(fields), (Names{"from", "list-id", "from"}));
+}
+
 }  // namespace
 }  // namespace dkimrotor::signer

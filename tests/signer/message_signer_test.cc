@@ -177,6 +177,53 @@ TEST_F(MessageSignerTest, FinishWithoutEndOfHeadersStillChecksFrom) {
   EXPECT_EQ(out.error().message, "no From header");
 }
 
+// From is always signed, so a From field verifiers read differently leaves the message unsigned.
+TEST_F(MessageSignerTest, AFromFieldVerifiersReadDifferentlyIsRefused) {
+  for (const char* from : {"\r Alice <a@x>", " Alice <a@x>\r", " \vAlice <a@x>"}) {
+    MessageSigner signer({Key("ed")}, &selector_, {});
+    signer.AddHeader("From", from);
+    auto st = signer.EndOfHeaders();
+    ASSERT_FALSE(st.has_value()) << from;
+    EXPECT_NE(st.error().message.find("the From field holds"), std::string::npos) << st.error().message;
+  }
+}
+
+// The MTA writes each line of a field out as a line: after a line break without white space
+// verifiers see other fields than the ones signed.
+TEST_F(MessageSignerTest, ALineBreakInsideAFieldIsRefused) {
+  MessageSigner signer({Key("ed")}, &selector_, {});
+  signer.AddHeader("From", " a@x");
+  signer.AddHeader("Subject", " x\r\nBcc: evil@y");
+  auto st = signer.EndOfHeaders();
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().message,
+            "header field 2 (subject) holds a line break not followed by white space: the MTA "
+            "writes it out as more lines than one field");
+}
+
+TEST_F(MessageSignerTest, AFieldWithoutAValidNameIsRefused) {
+  MessageSigner signer({Key("ed")}, &selector_, {});
+  signer.AddHeader("From", " a@x");
+  signer.AddHeader("Subj\xc3\xa9" "ct", " x");
+  auto st = signer.EndOfHeaders();
+  ASSERT_FALSE(st.has_value());
+  EXPECT_NE(st.error().message.find("header field 2 has no valid name"), std::string::npos);
+}
+
+// A Subject with a bare CR stays out of h=, and the rest of the message still verifies.
+TEST_F(MessageSignerTest, AnAmbiguousFieldIsLeftOutAndTheSignatureVerifies) {
+  const std::string message =
+      "From: Joe <joe@football.example.com>\r\nSubject: x\rSubject: y\r\nDate:\r Mon, 4 Mar 2024\r\n"
+      "To: a@b\r\n\r\nbody\r\n";
+  auto signatures = Sign({Key("ed")}, message);
+  ASSERT_EQ(signatures.size(), 1u);
+  const std::string h(Tags(signatures[0]).Get("h").value_or(""));
+  EXPECT_EQ(h.find("subject"), std::string::npos) << h;
+  EXPECT_EQ(h.find("date"), std::string::npos) << h;
+  EXPECT_NE(h.find("to"), std::string::npos) << h;
+  ExpectAllPass(Verify(Prepend(signatures, message)), 1);
+}
+
 TEST_F(MessageSignerTest, NoKeysIsRefused) {
   MessageSigner signer({}, &selector_, {});
   signer.AddHeader("From", " a@x");
