@@ -437,15 +437,19 @@ class Job:
 
     def run(self, n):
         done = 0
-        while done < n:
+        # Job 0 starts with every input that once failed, as it is: a regression shows at
+        # once, whatever the seed.
+        regressions = [(f"W0R{k}", open(p, "rb").read())
+                       for k, p in enumerate(self.cfg["regressions"])] if self.index == 0 else []
+        while done < n or regressions:
             if self.cfg["deadline"] and time.time() > self.cfg["deadline"]:
                 break
-            batch = []
-            for i in range(done, min(n, done + self.cfg["batch"])):
+            batch, regressions = regressions, []
+            for i in range(done, min(n, done + self.cfg["batch"] - len(batch))):
                 base = self.rng.choice(self.pool) if self.pool and self.rng.random() < 0.5 \
                     else self.rng.choice(self.seeds)
                 batch.append((f"W{self.index}N{i}", mutate(self.rng, base, self.seeds + self.pool)))
-            done += len(batch)
+            done += len([q for q, _ in batch if "N" in q])
             self.stats["messages"] += len(batch)
             outcomes = {qid: set() for qid, _ in batch}
             for path in self.cfg["paths"]:
@@ -605,7 +609,7 @@ class Job:
                 data = f.read()
             cut = data.rfind(b"\n") + 1
             self.log_pos += cut
-            for m in re.finditer(rb"(W\d+N\d+): (?:not signed|cannot sign): ([^\n]*)", data[:cut]):
+            for m in re.finditer(rb"(W\d+[NR]\d+): (?:not signed|cannot sign): ([^\n]*)", data[:cut]):
                 self.log_reasons[m.group(1).decode()] = m.group(2).decode(errors="replace")
             if qid in self.log_reasons:
                 return self.log_reasons.pop(qid)
@@ -682,6 +686,8 @@ def main():
     ap.add_argument("--batch", type=int, default=100,
                     help="mutants per `dkimrotor sign --output-dir` run")
     ap.add_argument("--corpus", default=os.path.join(SOURCE, "tests", "data", "corpus"))
+    ap.add_argument("--regressions", default=os.path.join(HERE, "regressions"),
+                    help="inputs that once failed, signed as they are at the start of each run")
     ap.add_argument("--out", default="difffuzz-out", help="where failures are saved")
     ap.add_argument("--print-failures", type=int, default=20,
                     help="print at most this many failures per job (all are saved)")
@@ -716,7 +722,9 @@ def main():
         with open(keys_file, "w") as f:
             for name, record in lab.records.items():
                 f.write(f"{name} {record}\n")
-        cfg = {"seed": args.seed, "tmp": tmp, "batch": args.batch, "corpus": corpus, "records": lab.records,
+        regressions = sorted(os.path.join(args.regressions, f) for f in
+                             os.listdir(args.regressions) if f.endswith(".eml"))
+        cfg = {"seed": args.seed, "regressions": regressions, "tmp": tmp, "batch": args.batch, "corpus": corpus, "records": lab.records,
                "keys_file": keys_file,
                "selectors": [n.split("._domainkey.")[0] for n in lab.records], "dkimrotor": dkimrotor, "conf": lab.conf,
                "milter_port": lab.milter_port, "daemon_log": lab.daemon_log,
@@ -725,7 +733,8 @@ def main():
                "deadline": start + args.time_limit if args.time_limit else 0}
         jobs = max(1, args.jobs)
         shares = [args.count // jobs + (1 if i < args.count % jobs else 0) for i in range(jobs)]
-        log(f"seed {args.seed}, {args.count} mutants of {len(corpus)} corpus messages, "
+        log(f"seed {args.seed}, {len(regressions)} past failures, then {args.count} mutants of "
+            f"{len(corpus)} corpus messages, "
             f"{jobs} jobs, paths {', '.join(paths)}, dkimrotor {dkimrotor}")
         fuzz_start = time.time()
         with multiprocessing.get_context("fork").Pool(jobs) as pool:
