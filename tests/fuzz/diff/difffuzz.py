@@ -426,6 +426,7 @@ class Job:
         self.milter = None
         self.log_pos = 0
         self.log_reasons = {}
+        self.last_progress = time.monotonic()
         self.stats = {"messages": 0, "signed": {}, "unsigned": {}, "both_reject": 0,
                       "quirks": {}, "limits": {}, "shapes": {}, "crashes": 0, "failures": [], "verified": 0,
                       "learned": 0, "sign_seconds": 0.0, "milter_seconds": 0.0,
@@ -462,6 +463,11 @@ class Job:
                     self.stats["milter_seconds"] += time.monotonic() - t0
                 for qid, mutant in batch:
                     outcomes[qid].add(self.judge(path, qid, mutant, *signed[qid]))
+            if time.monotonic() - self.last_progress > 60:
+                self.last_progress = time.monotonic()
+                st = self.stats
+                log(f"job {self.index}: {st['messages']} messages, {st['both_reject']} both-reject, "
+                    f"{st['crashes']} crashes, pool {len(self.pool)}")
             for qid, mutant in batch:
                 if outcomes[qid] - self.seen:
                     self.seen |= outcomes[qid]
@@ -709,6 +715,11 @@ def main():
         print("difffuzz: no corpus, or --paths is not a list of sign, milter", file=sys.stderr)
         return 2
 
+    # Failures of an earlier run in --out would read as this run's: only ours are removed.
+    if os.path.isdir(args.out):
+        for f in os.listdir(args.out):
+            if re.match(r"(crash|both-reject|no-signature)-(sign|milter)-W\d+[NR]\d+\.", f):
+                os.unlink(os.path.join(args.out, f))
     tmp = tempfile.mkdtemp(prefix="difffuzz.")
     lab = Lab(dkimrotor, tmp)
     start = time.time()
