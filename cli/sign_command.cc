@@ -1,7 +1,10 @@
-// `dkimrotor sign`: signs one message from stdin. The body is streamed through the signer; to
-// write the signature in front of the message without holding it in memory, stdin is read
-// again when it is a regular file, and otherwise spooled to an unlinked temporary file.
+// `dkimrotor sign`: signs one message from stdin, or with --output-dir a batch of files (one
+// start-up, keystore load and key check for all of them: a fuzzer or a re-signing job pays it
+// once). The body is streamed through the signer; to write the signature in front of the
+// message without holding it in memory, the input is read again when it is a regular file, and
+// otherwise spooled to an unlinked temporary file.
 #include <fcntl.h>
+#include <libgen.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,8 +14,10 @@
 #include <cstring>
 #include <algorithm>
 #include <ctime>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,8 +46,12 @@ constexpr const char* kSignUsage =
     "                      [--algorithm rsa-sha256|ed25519-sha256] [--canonicalization C]\n"
     "                      [--timestamp UNIX] [--expire SECONDS] [--headers a,b,c]\n"
     "                      [--oversign a,b,c] < message > signed-message\n"
+    "       dkimrotor sign (-c FILE | --domain D --key ...) --output-dir DIR MESSAGE...\n"
     "\n"
     "Signs the message on stdin and writes it to stdout with one DKIM-Signature per key.\n"
+    "With --output-dir, signs each MESSAGE file into DIR under its own base name (mode 0600)\n"
+    "and prints one line per file: 'FILE<TAB>signed' or 'FILE<TAB>not signed<TAB>REASON';\n"
+    "an unsigned message leaves no file in DIR. Exit 1 if any was not signed.\n"
     "  -c FILE              sign as the milter would: the From domain (or --domain) picks the\n"
     "                       configured domain, whose active keys sign, one per algorithm;\n"
     "                       canonicalization, headers and x= come from the configuration\n"
@@ -69,6 +78,8 @@ struct SignArgs {
   std::optional<int64_t> expire;
   std::optional<std::vector<std::string>> headers;
   std::optional<std::vector<std::string>> oversign;
+  std::optional<std::string> output_dir;
+  std::vector<std::string> files;  // with --output-dir
 };
 
 int Fail(const std::string& message) {
@@ -117,6 +128,10 @@ std::string ParseArgs(std::span<char*> args, SignArgs* out) {
       has_inline = true;
     }
     if (arg == "--help" || arg == "-h") return "help";
+    if (!arg.starts_with("-")) {
+      out->files.emplace_back(arg);
+      continue;
+    }
     auto take = [&]() -> bool {
       if (has_inline) return true;
       if (i + 1 >= args.size()) return false;
@@ -145,9 +160,22 @@ std::string ParseArgs(std::span<char*> args, SignArgs* out) {
       out->headers = SplitList(value);
     } else if (arg == "--oversign") {
       out->oversign = SplitList(value);
+    } else if (arg == "--output-dir") {
+      if (value.empty()) return "--output-dir needs a directory";
+      out->output_dir = std::string(value);
     } else {
       return "unknown option " + std::string(arg);
     }
+  }
+  if (out->output_dir && out->files.empty()) return "--output-dir needs at least one MESSAGE file";
+  if (!out->output_dir && !out->files.empty())
+    return "message files are signed with --output-dir DIR; without it, the message comes on stdin";
+  std::set<std::string> names;
+  for (const auto& f : out->files) {
+    std::string copy = f;
+    if (!names.insert(::basename(copy.data())).second)
+      return "two message files named " + std::string(::basename(copy.data())) +
+             ": they would be written to the same file in --output-dir";
   }
   if (out->config) {
     if (!out->keys.empty() || !out->selectors.empty())
@@ -165,11 +193,11 @@ std::string ParseArgs(std::span<char*> args, SignArgs* out) {
 // Where the message's bytes can be read again after signing.
 class Replay {
  public:
-  static util::Result<Replay> Open() {
+  static util::Result<Replay> Open(int in) {
     struct stat st {};
-    if (::fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode)) {
-      off_t start = ::lseek(STDIN_FILENO, 0, SEEK_CUR);
-      if (start >= 0) return Replay(STDIN_FILENO, start, false);
+    if (::fstat(in, &st) == 0 && S_ISREG(st.st_mode)) {
+      off_t start = ::lseek(in, 0, SEEK_CUR);
+      if (start >= 0) return Replay(in, start, false);
     }
     const char* dir = std::getenv("TMPDIR");
     std::string tmpdir = dir && *dir ? dir : "/tmp";
@@ -209,9 +237,9 @@ class Replay {
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) return util::Err(util::ErrorCode::kIo, std::string("cannot re-read the message: ") + std::strerror(errno));
       if (n == 0) return util::Ok();
-      RETURN_IF_ERROR(WriteAll(out, std::string_view(buf.get(), static_cast<size_t>(n)), "stdout"));
+      RETURN_IF_ERROR(WriteAll(out, std::string_view(buf.get(), static_cast<size_t>(n)), "the output"));
       copied += static_cast<uint64_t>(n);
-      if (copied == insert_at) RETURN_IF_ERROR(WriteAll(out, insert, "stdout"));
+      if (copied == insert_at) RETURN_IF_ERROR(WriteAll(out, insert, "the output"));
     }
   }
 
@@ -283,13 +311,44 @@ class KeySigning final : public Signing {
   signer::MessageSigner signer_;
 };
 
-// The milter's own path: the keystore's loader (the rotation engine's start-up, which checks
-// each key file against the public key the state records) fills a snapshot, and one session
-// of a SigningService decides and signs, as it would for a message from an internal host.
+// One message through a session of the milter's SigningService (below).
 class SessionSigning final : public Signing {
  public:
-  static util::Result<std::unique_ptr<SessionSigning>> Create(const conf::Config& config, const SignArgs& args) {
-    std::unique_ptr<SessionSigning> s(new SessionSigning);
+  explicit SessionSigning(std::unique_ptr<session::Session> session) : session_(std::move(session)) {}
+  void AddHeader(signer::HeaderField field) override { session_->AddHeader(field.name, field.value); }
+  util::Status EndOfHeaders() override {
+    if (auto refused = session_->EndOfHeaders()) return Refusal(*refused);
+    return util::Ok();
+  }
+  void AddBody(std::string_view chunk) override { session_->AddBody(chunk); }
+  util::Result<std::vector<std::string>> Finish() override {
+    std::vector<std::string> out;
+    session::Verdict v = session_->Finish([&](const std::vector<std::string>& signatures) {
+      out = signatures;
+      return util::Ok();
+    });
+    if (v.outcome != session::Outcome::kSigned) return Refusal(v);
+    return out;
+  }
+
+  static util::Error Refusal(const session::Verdict& v) {
+    return util::Error{v.refusal == session::Refusal::kError ? util::ErrorCode::kNotFound
+                                                              : util::ErrorCode::kInvalidArgument,
+                       v.reason + (v.refusal == session::Refusal::kError ? " (see dkimrotor keys)" : "")};
+  }
+
+ private:
+  std::unique_ptr<session::Session> session_;
+};
+
+// The milter's own path: the keystore's loader (the rotation engine's start-up, which checks
+// each key file against the public key the state records) fills a snapshot once, and each
+// message is one session of a SigningService, as it would be for a message from an internal
+// host. Owns the snapshot and the service, which outlive every session Begin() returns.
+class SessionSource {
+ public:
+  static util::Result<std::unique_ptr<SessionSource>> Create(const conf::Config& config, const SignArgs& args) {
+    std::unique_ptr<SessionSource> s(new SessionSource);
     ASSIGN_OR_RETURN(auto settings, SessionSettingsFrom(config));
     if (args.headers || args.oversign) {
       auto changed = std::make_shared<session::Settings>(*settings);
@@ -311,77 +370,30 @@ class SessionSigning final : public Signing {
     keystore::RotationEngine engine(std::move(rotation), std::move(state), &world, &s->snapshots_);
     RETURN_IF_ERROR(engine.Start());
     s->service_ = std::make_unique<session::SigningService>(&s->snapshots_, std::move(settings), nullptr, nullptr);
-    session::MessageOverrides overrides;
-    if (!args.domain.empty()) overrides.domain = args.domain;
-    overrides.timestamp = args.timestamp;
-    overrides.lifetime = args.expire;
-    auto start = s->service_->Begin(session::Client{}, std::move(overrides));
-    if (!start.session) return util::Err(util::ErrorCode::kInvalidArgument, start.verdict.reason);
-    s->session_ = std::move(start.session);
+    if (!args.domain.empty()) s->overrides_.domain = args.domain;
+    s->overrides_.timestamp = args.timestamp;
+    s->overrides_.lifetime = args.expire;
     return s;
   }
 
-  void AddHeader(signer::HeaderField field) override { session_->AddHeader(field.name, field.value); }
-  util::Status EndOfHeaders() override {
-    if (auto refused = session_->EndOfHeaders()) return Refusal(*refused);
-    return util::Ok();
-  }
-  void AddBody(std::string_view chunk) override { session_->AddBody(chunk); }
-  util::Result<std::vector<std::string>> Finish() override {
-    std::vector<std::string> out;
-    session::Verdict v = session_->Finish([&](const std::vector<std::string>& signatures) {
-      out = signatures;
-      return util::Ok();
-    });
-    if (v.outcome != session::Outcome::kSigned) return Refusal(v);
-    return out;
+  util::Result<std::unique_ptr<Signing>> Begin() {
+    auto start = service_->Begin(session::Client{}, overrides_);
+    if (!start.session) return util::Err(util::ErrorCode::kInvalidArgument, start.verdict.reason);
+    return std::unique_ptr<Signing>(new SessionSigning(std::move(start.session)));
   }
 
  private:
-  SessionSigning() = default;
-  static util::Error Refusal(const session::Verdict& v) {
-    return util::Error{v.refusal == session::Refusal::kError ? util::ErrorCode::kNotFound
-                                                              : util::ErrorCode::kInvalidArgument,
-                       v.reason + (v.refusal == session::Refusal::kError ? " (see dkimrotor keys)" : "")};
-  }
+  SessionSource() = default;
 
   keystore::SnapshotHolder snapshots_;
-  std::unique_ptr<session::SigningService> service_;  // after snapshots_, before session_
-  std::unique_ptr<session::Session> session_;
+  std::unique_ptr<session::SigningService> service_;  // after snapshots_
+  session::MessageOverrides overrides_;
 };
 
-}  // namespace
-
-int RunSign(std::span<char*> argv) {
-  SignArgs args;
-  if (std::string err = ParseArgs(argv, &args); !err.empty()) {
-    if (err == "help") {
-      std::fputs(kSignUsage, stdout);
-      return kExitOk;
-    }
-    return UsageError(err);
-  }
-  std::unique_ptr<Signing> message;
-  if (args.config) {
-    auto config = conf::LoadConfig(*args.config);
-    if (!config) return Fail(config.error().message);
-    auto signing = SessionSigning::Create(*config, args);
-    if (!signing) return Fail(signing.error().message);
-    message = std::move(*signing);
-  } else {
-    auto keys = LoadKeys(args);
-    if (!keys) return Fail(keys.error().message);
-    signer::HeaderPolicy policy = signer::HeaderPolicy::Default();
-    if (args.headers) policy.sign = *args.headers;
-    if (args.oversign) policy.oversign = *args.oversign;
-    signer::MessageOptions options;
-    options.timestamp = args.timestamp ? *args.timestamp : static_cast<int64_t>(std::time(nullptr));
-    options.lifetime = args.expire;
-    message = std::make_unique<KeySigning>(std::move(*keys), std::move(policy), options);
-  }
-
-  auto replay = Replay::Open();
-  if (!replay) return Fail(replay.error().message);
+// Reads one message from `in`, writes it signed to `out`. Nothing is written to `out` unless
+// the message is signed.
+util::Status SignStream(Signing* message, int in, int out) {
+  ASSIGN_OR_RETURN(Replay replay, Replay::Open(in));
 
   std::string header_buf;
   signer::HeaderScan scan;
@@ -394,12 +406,12 @@ int RunSign(std::span<char*> argv) {
     return message->EndOfHeaders();
   };
   while (true) {
-    ssize_t n = ::read(STDIN_FILENO, buf.get(), kChunk);
+    ssize_t n = ::read(in, buf.get(), kChunk);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Fail(std::string("cannot read stdin: ") + std::strerror(errno));
+    if (n < 0) return util::Err(util::ErrorCode::kIo, std::string("cannot read the message: ") + std::strerror(errno));
     if (n == 0) break;
     std::string_view chunk(buf.get(), static_cast<size_t>(n));
-    if (auto st = replay->Keep(chunk); !st) return Fail(st.error().message);
+    RETURN_IF_ERROR(replay.Keep(chunk));
     if (end) {
       message->AddBody(chunk);
       continue;
@@ -412,42 +424,126 @@ int RunSign(std::span<char*> argv) {
     end = signer::FindEndOfHeaders(header_buf, &scan, /*at_eof=*/false);
     if (!end) {
       if (header_buf.size() > kMaxHeaderBytes)
-        return Fail("the header block is larger than 64 MiB: not a message this tool signs");
+        return util::Err(util::ErrorCode::kInvalidArgument,
+                         "the header block is larger than 64 MiB: not a message this tool signs");
       continue;
     }
-    if (auto st = start_body(std::string_view(header_buf).substr(0, end->header_bytes)); !st)
-      return Fail(st.error().message);
+    RETURN_IF_ERROR(start_body(std::string_view(header_buf).substr(0, end->header_bytes)));
     message->AddBody(std::string_view(header_buf).substr(end->body_start));
     std::string().swap(header_buf);
   }
   if (!end) {
     end = signer::FindEndOfHeaders(header_buf, &scan, /*at_eof=*/true);
     const size_t header_bytes = end ? end->header_bytes : header_buf.size();
-    if (auto st = start_body(std::string_view(header_buf).substr(0, header_bytes)); !st)
-      return Fail(st.error().message);
+    RETURN_IF_ERROR(start_body(std::string_view(header_buf).substr(0, header_bytes)));
     if (end) message->AddBody(std::string_view(header_buf).substr(end->body_start));
   }
 
-  auto signatures = message->Finish();
-  if (!signatures) return Fail(signatures.error().message);
+  ASSIGN_OR_RETURN(auto signatures, message->Finish());
 
   // Written in the message's own line ends, so a file with bare LF stays consistent.
   const std::string_view eol = crlf.value_or(true) ? "\r\n" : "\n";
-  std::string out;
-  for (const auto& sig : *signatures) {
+  std::string text;
+  for (const auto& sig : signatures) {
     std::string_view rest = sig;
     for (size_t pos; (pos = rest.find("\r\n")) != std::string_view::npos; rest.remove_prefix(pos + 2)) {
-      out.append(rest.substr(0, pos));
-      out.append(eol);
+      text.append(rest.substr(0, pos));
+      text.append(eol);
     }
-    out.append(rest);
-    out.append(eol);
+    text.append(rest);
+    text.append(eol);
   }
-  if (auto st = Replay::WriteAll(STDOUT_FILENO, out, "stdout"); !st) return Fail(st.error().message);
+  RETURN_IF_ERROR(Replay::WriteAll(out, text, "the output"));
   // A header that ended at a line that is no field gets the empty line an MTA would insert, so
   // verifiers see the header that was signed.
   const uint64_t separator = end && end->separator_missing ? end->header_bytes : Replay::kNoInsert;
-  if (auto st = replay->CopyTo(STDOUT_FILENO, separator, eol); !st) return Fail(st.error().message);
+  return replay.CopyTo(out, separator, eol);
+}
+
+// A reason on one status line: control bytes (a From domain may carry them) become '?'.
+std::string OneLine(std::string s) {
+  for (char& c : s)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  return s;
+}
+
+// --output-dir: each file signed into `dir`; a status line per file on stdout.
+int SignFiles(const SignArgs& args, const std::function<util::Result<std::unique_ptr<Signing>>()>& next) {
+  struct stat st {};
+  if (::stat(args.output_dir->c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    return Fail("--output-dir " + *args.output_dir + " is not a directory: create it first");
+  int unsigned_count = 0;
+  for (const auto& file : args.files) {
+    std::string copy = file;
+    const std::string target = *args.output_dir + "/" + ::basename(copy.data());
+    util::Status done = [&]() -> util::Status {
+      ASSIGN_OR_RETURN(auto message, next());
+      int in = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+      if (in < 0) return util::Err(util::ErrorCode::kIo, "cannot open " + file + ": " + std::strerror(errno));
+      struct stat in_st {}, out_st {};
+      if (::fstat(in, &in_st) == 0 && ::stat(target.c_str(), &out_st) == 0 && in_st.st_dev == out_st.st_dev &&
+          in_st.st_ino == out_st.st_ino) {
+        ::close(in);
+        return util::Err(util::ErrorCode::kInvalidArgument,
+                         file + " is in --output-dir: signing would overwrite it; give another directory");
+      }
+      int out = ::open(target.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+      if (out < 0) {
+        ::close(in);
+        return util::Err(util::ErrorCode::kIo, "cannot create " + target + ": " + std::strerror(errno));
+      }
+      util::Status st = SignStream(message.get(), in, out);
+      ::close(in);
+      if (::close(out) != 0 && st)
+        st = util::Err(util::ErrorCode::kIo, "cannot write " + target + ": " + std::strerror(errno));
+      if (!st) ::unlink(target.c_str());
+      return st;
+    }();
+    std::string line = file + (done ? "\tsigned\n" : "\tnot signed\t" + OneLine(done.error().message) + "\n");
+    if (!done) ++unsigned_count;
+    if (auto w = Replay::WriteAll(STDOUT_FILENO, line, "stdout"); !w) return Fail(w.error().message);
+  }
+  return unsigned_count == 0 ? kExitOk : kExitFailure;
+}
+
+}  // namespace
+
+int RunSign(std::span<char*> argv) {
+  SignArgs args;
+  if (std::string err = ParseArgs(argv, &args); !err.empty()) {
+    if (err == "help") {
+      std::fputs(kSignUsage, stdout);
+      return kExitOk;
+    }
+    return UsageError(err);
+  }
+  std::function<util::Result<std::unique_ptr<Signing>>()> next;
+  std::unique_ptr<SessionSource> sessions;
+  if (args.config) {
+    auto config = conf::LoadConfig(*args.config);
+    if (!config) return Fail(config.error().message);
+    auto source = SessionSource::Create(*config, args);
+    if (!source) return Fail(source.error().message);
+    sessions = std::move(*source);
+    next = [&] { return sessions->Begin(); };
+  } else {
+    auto keys = LoadKeys(args);
+    if (!keys) return Fail(keys.error().message);
+    signer::HeaderPolicy policy = signer::HeaderPolicy::Default();
+    if (args.headers) policy.sign = *args.headers;
+    if (args.oversign) policy.oversign = *args.oversign;
+    next = [&args, keys = std::move(*keys), policy = std::move(policy)]() -> util::Result<std::unique_ptr<Signing>> {
+      signer::MessageOptions options;
+      options.timestamp = args.timestamp ? *args.timestamp : static_cast<int64_t>(std::time(nullptr));
+      options.lifetime = args.expire;
+      return std::unique_ptr<Signing>(new KeySigning(keys, policy, options));
+    };
+  }
+  if (args.output_dir) return SignFiles(args, next);
+
+  auto message = next();
+  if (!message) return Fail(message.error().message);
+  if (auto st = SignStream(message->get(), STDIN_FILENO, STDOUT_FILENO); !st) return Fail(st.error().message);
   return kExitOk;
 }
 

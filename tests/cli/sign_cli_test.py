@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """End-to-end checks of `dkimrotor sign` as a process: exit codes, error messages, key-file
-safety, line ends, streaming of large messages in constant memory.
+safety, line ends, batches (--output-dir), streaming of large messages in constant memory.
 
 usage: sign_cli_test.py --dkimrotor PATH [--large-mib N]
 Prints one line per failed check and a closing 'N passed, M failed' line.
@@ -154,6 +154,56 @@ def test_algorithm_mismatch_is_refused(ctx: Context) -> None:
            f"rsa-sha1: exit {result.returncode}: {result.stderr!r}")
 
 
+def test_output_dir_signs_each_file_as_stdin_would(ctx: Context) -> None:
+    indir, outdir = ctx.workdir / "batch-in", ctx.workdir / "batch-out"
+    indir.mkdir()
+    outdir.mkdir()
+    messages = {"a.eml": MESSAGE, "b.eml": b"To: bob@example.net\r\nSubject: x\r\n\r\nbody\r\n",
+                "c.eml": MESSAGE.replace(b"\r\n", b"\n")}
+    for name, data in messages.items():
+        (indir / name).write_bytes(data)
+    fixed = ("--timestamp", "1700000000")
+    result = ctx.sign(b"", *fixed, "--output-dir", str(outdir),
+                      *(str(indir / n) for n in messages))
+    expect(result.returncode == 1, f"exit {result.returncode}, want 1 (b.eml has no From)")
+    lines = result.stdout.decode().splitlines()
+    expect(lines == [f"{indir / 'a.eml'}\tsigned", f"{indir / 'b.eml'}\tnot signed\tno From header",
+                     f"{indir / 'c.eml'}\tsigned"], f"status lines {lines!r}")
+    expect(sorted(p.name for p in outdir.iterdir()) == ["a.eml", "c.eml"],
+           f"output files {sorted(p.name for p in outdir.iterdir())}")
+    record = ctx.record(ctx.rsa)
+    for name in ("a.eml", "c.eml"):
+        out = outdir / name
+        expect(out.stat().st_mode & 0o777 == 0o600, f"{name}: mode {out.stat().st_mode & 0o777:o}")
+        alone = ctx.sign(messages[name], *fixed)
+        expect(out.read_bytes() == alone.stdout, f"{name}: differs from signing it on stdin")
+        expect(dkim.verify(out.read_bytes(), dnsfunc=lambda name, timeout=5: record),
+               f"dkimpy rejects {name}")
+
+
+def test_output_dir_usage_errors(ctx: Context) -> None:
+    (ctx.workdir / "u1").mkdir()
+    (ctx.workdir / "u2").mkdir()
+    for name in ("u1/m.eml", "u2/m.eml"):
+        (ctx.workdir / name).write_bytes(MESSAGE)
+    for extra, want in ((["--output-dir", str(ctx.workdir)], 2),
+                        ([str(ctx.workdir / "u1/m.eml")], 2),
+                        (["--output-dir", str(ctx.workdir), str(ctx.workdir / "u1/m.eml"),
+                          str(ctx.workdir / "u2/m.eml")], 2),
+                        (["--output-dir", str(ctx.workdir / "missing"),
+                          str(ctx.workdir / "u1/m.eml")], 1)):
+        result = ctx.sign(b"", *extra)
+        expect(result.returncode == want, f"{extra}: exit {result.returncode}, want {want}: "
+                                          f"{result.stderr!r}")
+    result = ctx.sign(b"", "--output-dir", str(ctx.workdir / "u1"), str(ctx.workdir / "u1/m.eml"))
+    expect(result.returncode == 1 and b"would overwrite" in result.stdout and
+           (ctx.workdir / "u1/m.eml").read_bytes() == MESSAGE,
+           f"input in the output directory: exit {result.returncode}: {result.stdout!r}")
+    result = ctx.sign(b"", "--output-dir", str(ctx.workdir / "u1"), str(ctx.workdir / "nope.eml"))
+    expect(result.returncode == 1 and b"not signed\tcannot open" in result.stdout,
+           f"missing input: exit {result.returncode}: {result.stdout!r}")
+
+
 def stream_through_signer(ctx: Context, header: bytes, chunk: bytes,
                           count: int) -> tuple[int, bytes, int]:
     """Pipes header + count*chunk through `dkimrotor sign`: (peak RSS KiB, first 4 KiB, size)."""
@@ -293,6 +343,8 @@ TESTS: list[Callable[[Context], None]] = [
     test_bare_lf_message_gets_bare_lf_signature,
     test_expire_adds_x_tag,
     test_algorithm_mismatch_is_refused,
+    test_output_dir_signs_each_file_as_stdin_would,
+    test_output_dir_usage_errors,
     test_large_message_streams_in_constant_memory,
     test_malformed_header_bytes_never_make_a_signature_verifiers_reject,
 ]
