@@ -3,6 +3,7 @@
 // thread (RotationRunner), the reload thread (ReloadWorker) and, once stopping, the stopper.
 #include "daemon/daemon.h"
 
+#include <signal.h>
 #include <systemd/sd-daemon.h>
 
 #include "daemon/metrics_page.h"
@@ -29,12 +30,21 @@ Daemon::Daemon(DaemonSettings settings, SettingsLoader reload, std::shared_ptr<s
     : reload_(std::move(reload)), log_(std::move(log)), audit_(std::move(audit)), settings_(std::move(settings)) {}
 
 Daemon::~Daemon() {
-  if (stopper_.joinable()) stopper_.join();
+  if (stopper_.joinable()) {  // Run() failed after starting it: it stops what was started
+    RequestStop();
+    stopper_.join();
+  }
   metrics_.reset();
   control_.reset();
   reloads_.reset();
   if (frontend_) frontend_->Stop();
   rotation_.reset();
+}
+
+void Daemon::RequestStop() {
+  util::MutexLock lock(&stop_mu_);
+  stop_requested_ = true;
+  stop_cv_.SignalAll();
 }
 
 DaemonSettings Daemon::Settings() const {
@@ -43,7 +53,6 @@ DaemonSettings Daemon::Settings() const {
 }
 
 util::Status Daemon::Run() {
-  main_thread_ = ::pthread_self();
   const DaemonSettings settings = Settings();
   service_ = std::make_unique<session::SigningService>(&snapshots_, settings.session, log_, audit_);
   // Whatever can refuse the start comes before the socket is touched: a second instance must
@@ -75,13 +84,24 @@ util::Status Daemon::Run() {
   StartControl(settings);
   RETURN_IF_ERROR(StartMetrics(settings));
 
-  // If libmilter stops by itself, the main thread stops the rest: a signal to that thread
-  // only (a process-wide one could reach libmilter's signal thread).
+  // Started now, while every daemon signal is still blocked in this thread, so that it inherits
+  // the mask (daemon/signals.h); it waits for the main thread's word.
+  stopper_ = std::thread([this] {
+    {
+      util::MutexLock lock(&stop_mu_);
+      while (!stop_requested_) stop_cv_.Wait(&stop_mu_);
+    }
+    Stop();
+  });
+  // If libmilter stops by itself, the main thread stops the rest.
   frontend_->Start([this] {
     milter_died_.store(true);
-    SignalThread(main_thread_, SIGTERM);
+    WakeSignalWaiter();
   });
   reloads_ = std::make_unique<ReloadWorker>([this] { Reload(); });
+  // Every thread of the daemon exists (libmilter's are started by the front end's): from here
+  // on only this thread receives SIGHUP, SIGTERM and SIGINT.
+  UnblockDaemonSignalsInThisThread();
   log_->info("dkimrotor listening on {} for {} domain(s)", settings.socket, settings.domains.size());
   Notify("READY=1");
 
@@ -89,11 +109,10 @@ util::Status Daemon::Run() {
     const int sig = WaitForDaemonSignal();
     if (sig == SIGHUP) {
       if (!reloads_->Request()) log_->warn("SIGHUP ignored: stopping");
-    } else if (sig == SIGTERM || sig == SIGINT) {
-      if (!stopper_.joinable()) stopper_ = std::thread([this] { Stop(); });
-    } else if (sig == kWakeSignal && stopped_.load()) {
-      break;
+    } else if (sig == SIGTERM || sig == SIGINT || (sig == kWakeUp && milter_died_.load())) {
+      RequestStop();
     }
+    if (stopped_.load()) break;
   }
   stopper_.join();
   // An error, so the exit status is not 0 and systemd's Restart=on-failure starts a new
@@ -162,14 +181,14 @@ void Daemon::Stop() {
   if (int left = service_->WaitForMessagesInFlight(stop_timeout); left > 0)
     log_->warn("stopping with {} message(s) still in flight after milter.stop_timeout; the MTA "
                "applies its milter_default_action to them", left);
-  reloads_->Shutdown();  // a SIGHUP already received still reloads, then no more
+  if (reloads_) reloads_->Shutdown();  // a SIGHUP already received still reloads, then no more
   frontend_->Stop();     // libmilter notices within its 5 s listener poll
   rotation_->Stop();     // after its step in flight; commands still queued are answered
   if (control_) control_->Stop();  // after the rotation thread: no command waits on it any more
   if (metrics_) metrics_->Stop();  // a scrape in flight finishes first
   log_->info("stopped after signing {} message(s)", service_->counters().signed_messages.load());
   stopped_.store(true);
-  SignalThread(main_thread_, kWakeSignal);
+  WakeSignalWaiter();
 }
 
 // On the reload thread: builds everything from the new file first; only complete, valid

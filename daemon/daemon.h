@@ -3,8 +3,8 @@
 // for signals and hands the work on: SIGHUP to the reload thread (reloads run one after the
 // other; a broken configuration is refused and the old one keeps serving), SIGTERM to a
 // stopper thread that lets the messages in flight finish, runs the reloads already asked for,
-// stops everything, and wakes the main thread (see daemon/signals.h for why it must always be
-// waiting). Once privileges are dropped it opens its control channel (control.sock in the
+// stops everything, and wakes the main thread (see daemon/signals.h for why only the main
+// thread may receive these signals). Once privileges are dropped it opens its control channel (control.sock in the
 // keystore, served by control::ControlServer's threads through ControlService), so an admin
 // steers the live daemon instead of stopping it, and, when configured, its metrics endpoint
 // (MetricsServer, libmicrohttpd's threads). Every thread it starts is joined before
@@ -17,7 +17,6 @@
 #include <memory>
 #include <thread>
 
-#include <pthread.h>
 #include <spdlog/logger.h>
 
 #include "control/server.h"
@@ -57,12 +56,12 @@ class Daemon {
   RotationRunnerOptions RotationOf(const DaemonSettings& settings);
   void Reload() EXCLUDES(mu_);
   void Stop() EXCLUDES(mu_);
+  void RequestStop() EXCLUDES(stop_mu_);
   DaemonSettings Settings() const EXCLUDES(mu_);
 
   const SettingsLoader reload_;
   const std::shared_ptr<spdlog::logger> log_;
   const std::shared_ptr<spdlog::logger> audit_;
-  pthread_t main_thread_{};
   mutable util::Mutex mu_;
   DaemonSettings settings_ GUARDED_BY(mu_);  // the current ones; replaced whole by a reload
   keystore::SnapshotHolder snapshots_;
@@ -76,7 +75,10 @@ class Daemon {
   std::unique_ptr<control::ControlServer> control_;  // null if its socket could not be opened
   keystore::WorldCounters world_counters_;  // hook runs and DNS checks, across reloads
   std::unique_ptr<MetricsServer> metrics_;  // null when metrics.listen is not set
-  std::thread stopper_;           // main thread only
+  util::Mutex stop_mu_;
+  util::CondVar stop_cv_;
+  bool stop_requested_ GUARDED_BY(stop_mu_) = false;
+  std::thread stopper_;  // started by Run(), waits for stop_requested_, then Stop()
   std::atomic<bool> stopped_{false};  // the stopper has finished
   std::atomic<bool> milter_died_{false};  // libmilter stopped without being asked to
 };

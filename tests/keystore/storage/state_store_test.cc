@@ -52,7 +52,13 @@ TEST_F(StateStoreTest, RoundTripsEveryField) {
   ASSERT_EQ(loaded->size(), 1u);
   EXPECT_EQ(StateToJson(*loaded), StateToJson({SampleKey()}));
   EXPECT_FALSE(loaded->at(0).revoked.has_value());
-  EXPECT_FALSE(std::filesystem::exists(StatePath(dir_) + ".tmp"));
+  // Nothing but the state itself: no temporary file (a fresh name each time) left behind.
+  size_t files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir_)) {
+    EXPECT_EQ(e.path(), StatePath(dir_));
+    ++files;
+  }
+  EXPECT_EQ(files, 1u);
   EXPECT_EQ(std::filesystem::status(StatePath(dir_)).permissions() & std::filesystem::perms::all,
             std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
 }
