@@ -73,7 +73,9 @@ util::Result<std::vector<HeaderField>> ParseHeaderBlock(std::string_view block) 
     size_t nl = block.find('\n');
     std::string_view line = block.substr(0, nl);
     block.remove_prefix(nl == std::string_view::npos ? block.size() : nl + 1);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    // Only a CR before the LF belongs to the line end. A CR that ends the input is a bare CR
+    // in the value: the MTA delivers "\r\r\n", which verifiers read differently.
+    if (nl != std::string_view::npos && !line.empty() && line.back() == '\r') line.remove_suffix(1);
 
     if (!line.empty() && internal::IsWsp(line.front())) {
       if (fields.empty())

@@ -1,4 +1,5 @@
 #include "signer/message_parser.h"
+#include "signer/header_field.h"
 
 #include <gtest/gtest.h>
 
@@ -41,6 +42,15 @@ TEST(ParseHeaderBlock, LastLineWithoutLineEnd) {
   auto fields = ParseOk("From: a@x\r\nSubject: s");
   ASSERT_EQ(fields.size(), 2u);
   EXPECT_EQ(fields[1].value, " s");
+}
+
+// Found by the differential fuzzer: the CR used to be taken for a line end and the field
+// signed as "<c.4", while the MTA delivers "<c.4\r\r\n" and Mail::DKIM hashes the CR.
+TEST(ParseHeaderBlock, CrThatEndsTheInputStaysInTheValue) {
+  auto fields = ParseOk("From: a@x\r\nMessage-ID: <c.4\r");
+  ASSERT_EQ(fields.size(), 2u);
+  EXPECT_EQ(fields[1].value, " <c.4\r");
+  EXPECT_EQ(CheckField(fields[1].name, fields[1].value).reading, FieldReading::kAmbiguous);
 }
 
 TEST(ParseHeaderBlock, FoldedLinesAreKeptAsCrlf) {
