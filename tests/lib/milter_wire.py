@@ -151,7 +151,8 @@ class MilterConnection:
         for name, value in headers:
             if not self.protocol & P_HDR_LEADSPC and value.startswith(b" "):
                 value = value[1:]
-            value = value.replace(b"\r\n", b"\n")
+            # Folds are LF already (split_as_postfix); a CR before one is a bare CR that
+            # Postfix keeps ("\r\r\n" on the wire gives "X\r" + LF), so nothing is replaced.
             if len(name) + len(value) + 3 > CHUNK:
                 self._send(b"A", b"")
                 raise PacketTooLarge(f"header field {name[:40]!r} of {len(value)} bytes is larger "
@@ -231,14 +232,19 @@ def delivered(headers, body, result, leading_space):
     """The message as Postfix delivers it: inserted fields at their index, added ones at
     the end, folded lines with CRLF. Without SMFIP_HDR_LEADSPC the MTA writes "Name: " before
     a value the milter sent; with it, "Name:" and the value's own leading space."""
+    # Postfix writes each line of a field with CRLF after it: a CR that was left before an LF
+    # (a bare CR) stays, "X\r" + LF is delivered "X\r\r\n". The milter's own fields may fold
+    # with CRLF or LF.
+    def from_milter(value):
+        return value.replace(b"\r\n", b"\n")
     fields = [(n, v) for n, v in headers]
     for index, name, value in result.inserted:
         if not leading_space:
             value = b" " + value
-        fields.insert(min(index, len(fields)), (name, value))
+        fields.insert(min(index, len(fields)), (name, from_milter(value)))
     for name, value in result.added:
-        fields.append((name, value if leading_space else b" " + value))
+        fields.append((name, from_milter(value if leading_space else b" " + value)))
     out = bytearray()
     for name, value in fields:
-        out += name + b":" + value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + b"\r\n"
+        out += name + b":" + value.replace(b"\n", b"\r\n") + b"\r\n"
     return bytes(out) + b"\r\n" + body

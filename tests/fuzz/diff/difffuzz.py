@@ -635,6 +635,7 @@ def daemon_alive(pid):
 def job_main(args):
     cfg, index, n = args
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     return Job(cfg, index).run(n)
 
 
@@ -720,6 +721,8 @@ def main():
         for f in os.listdir(args.out):
             if re.match(r"(crash|both-reject|no-signature)-(sign|milter)-W\d+[NR]\d+\.", f):
                 os.unlink(os.path.join(args.out, f))
+    # kill(1) as well as Ctrl-C stops Knot and the daemon and removes the lab (the finally below).
+    signal.signal(signal.SIGTERM, lambda sig, frame: sys.exit(128 + sig))
     tmp = tempfile.mkdtemp(prefix="difffuzz.")
     lab = Lab(dkimrotor, tmp)
     start = time.time()
