@@ -7,7 +7,7 @@ std::string SessionHeaderValue(std::string_view value, bool leading_space) {
   v.reserve(value.size() + 2);
   if (!leading_space) v.push_back(' ');  // what the MTA stripped after the colon
   for (char c : value) {
-    if (c == '\n' && (v.empty() || v.back() != '\r')) v.push_back('\r');
+    if (c == '\n') v.push_back('\r');
     v.push_back(c);
   }
   return v;

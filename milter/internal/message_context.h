@@ -23,8 +23,10 @@ struct ConnectionContext {
   std::unique_ptr<session::Session> session;  // from MAIL FROM to end of message or abort
 };
 
-// A header value as the MTA sent it (with its leading space only when negotiated, folds as LF
-// or CRLF) in the session's form: every byte after the colon, folds as CRLF.
+// A header value as the MTA sent it (with its leading space only when negotiated, folds as LF)
+// in the session's form: every byte after the colon, folds as CRLF. Postfix and Sendmail strip
+// the CR of each line's CRLF and join folded lines with LF, so a CR before an LF is a bare CR
+// the sender left there, delivered "\r\r\n": it stays, for signer::CheckField to see.
 std::string SessionHeaderValue(std::string_view value, bool leading_space);
 
 // A complete "DKIM-Signature: v=1; ..." field as the value smfi_insheader takes: folds as LF

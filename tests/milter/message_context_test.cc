@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "signer/header_field.h"
+
 namespace dkimrotor::milter::internal {
 namespace {
 
@@ -10,7 +12,17 @@ namespace {
 TEST(SessionHeaderValue, KeepsHeaderBytesAndMakesFoldsCrlf) {
   EXPECT_EQ(SessionHeaderValue("  two spaces\n\tfolded", true), "  two spaces\r\n\tfolded");
   EXPECT_EQ(SessionHeaderValue("", true), "");
-  EXPECT_EQ(SessionHeaderValue(" a@example.com,\r\n b@example.com", true), " a@example.com,\r\n b@example.com");
+}
+
+// Found by the differential fuzzer: "using\r" + LF + " runs" (a bare CR before a fold, which
+// Postfix delivers as "using\r\r\n runs") was taken for a plain fold and signed without the
+// CR, and both verifiers rejected the signature.
+TEST(SessionHeaderValue, ACrBeforeAnLfIsABareCrThatStays) {
+  EXPECT_EQ(SessionHeaderValue(" using\r\n runs", true), " using\r\r\n runs");
+  EXPECT_EQ(signer::CheckField("Subject", SessionHeaderValue(" using\r\n runs", true)).reading,
+            signer::FieldReading::kAmbiguous);
+  EXPECT_EQ(signer::CheckField("Subject", SessionHeaderValue(" using\n runs", true)).reading,
+            signer::FieldReading::kPlain);
 }
 
 TEST(SessionHeaderValue, WithoutLeadingSpaceRestoresTheUsualSpace) {
