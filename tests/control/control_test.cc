@@ -335,6 +335,26 @@ TEST_F(ControlTest, RotateEmergencyAndImportUnderLoadEveryMessageSignedAndVerifi
   std::this_thread::sleep_for(std::chrono::seconds(1));
   load.Stop();
 
+  // No private key reaches the log or a command's output (docs/SECURITY.md): not the key sent
+  // over the control channel, not a key the daemon generated.
+  std::vector<std::string> secrets;
+  auto collect = [&](const std::string& path) {
+    std::istringstream pem(ReadText(path));
+    for (std::string line; std::getline(pem, line);)
+      if (line.size() >= 32 && line.find("-----") == std::string::npos) secrets.push_back(line.substr(line.size() - 32));
+  };
+  collect(pem_file);
+  size_t key_files = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(keystore_))
+    if (e.path().extension() == ".pem") {
+      collect(e.path().string());
+      ++key_files;
+    }
+  ASSERT_GE(key_files, 3u);
+  const std::string seen = ReadText(log()) + rotated.output + emergency.output + imported.output;
+  for (const auto& secret : secrets)
+    EXPECT_EQ(seen.find(secret), std::string::npos) << "a line of a private key in the log or a command's output";
+
   // Every message, and the records published when it was signed.
   auto keys = keystore::LoadState(keystore_);
   ASSERT_TRUE(keys.has_value()) << keys.error().message;
