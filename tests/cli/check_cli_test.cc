@@ -24,6 +24,7 @@ namespace {
 
 using keystore::testing::KnotServer;
 using keystore::testing::ProcessResult;
+using keystore::testing::ReadText;
 using keystore::testing::RunProcess;
 
 constexpr char kDomain[] = "example.test";
@@ -250,6 +251,28 @@ TEST_F(CheckCliTest, TestingModeIsAWarning) {
   EXPECT_NE(line.find("t=y: testing mode left on"), std::string::npos) << r.output;
   EXPECT_NE(line.find("remove t=y"), std::string::npos) << line;
   EXPECT_NE(r.output.find("0 error(s), 1 warning(s)"), std::string::npos) << r.output;
+}
+
+// From outside: a milter socket anyone can reach is a warning of `check` (exit 0), for a TCP
+// socket on every interface and for a unix socket everyone may connect to.
+TEST_F(CheckCliTest, MilterSocketOthersCanReachIsAWarning) {
+  Rotate();
+  const std::string base = ReadText(config_);
+  for (const auto& [milter, expected] : std::vector<std::pair<std::string, std::string>>{
+           {"socket = \"inet:8891@0.0.0.0\";", "milter.socket = \"inet:8891@0.0.0.0\" listens beyond loopback"},
+           {"socket = \"inet:8891\";", "(no address: every interface)"},
+           {"socket = \"unix:/run/dkimrotor/milter.sock\"; socket_mode = \"0666\";",
+            "milter.socket_mode = \"0666\" lets every local user connect"}}) {
+    std::ofstream(config_) << base << "milter: { " << milter << " };\n";
+    auto r = Check();
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find(expected), std::string::npos) << milter << "\n" << r.output;
+    EXPECT_NE(r.output.find("0 error(s), 1 warning(s)"), std::string::npos) << r.output;
+  }
+  std::ofstream(config_) << base << "milter: { socket = \"inet:8891@127.0.0.1\"; };\n";
+  auto loopback = Check();
+  EXPECT_EQ(loopback.exit_code, 0) << loopback.output;
+  EXPECT_NE(loopback.output.find("0 error(s), 0 warning(s)"), std::string::npos) << loopback.output;
 }
 
 TEST_F(CheckCliTest, KeyTypeMismatchIsAnError) {
