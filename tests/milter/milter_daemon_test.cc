@@ -458,7 +458,13 @@ TEST_F(MilterDaemonTest, HundredThousandHeaderFieldsInEightMessagesStayWithinThe
   EXPECT_EQ(refused, static_cast<size_t>(kMessages)) << log;
   RecordProperty("peak_rss_growth_kib", std::to_string(after - before));
   std::printf("daemon VmHWM %ld KiB before, %ld KiB after (+%ld KiB)\n", before, after, after - before);
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer keeps freed memory in its quarantine (256 MiB by default), so RSS says
+  // nothing here; this build still checks the same traffic for memory errors.
+  std::printf("peak RSS not bounded under AddressSanitizer\n");
+#else
   EXPECT_LT(after - before, 24 * 1024) << "peak RSS grew from " << before << " to " << after << " KiB";
+#endif
   // The daemon signs again at once.
   auto client = Client();
   ASSERT_TRUE(client.has_value());
