@@ -33,8 +33,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from mail_lab import (free_ports, port_open, stop_postfix, tail, wait_for,  # noqa: E402
-                      write_postfix_config)
+from mail_lab import (free_ports, knot_serves, port_open, stop_postfix, tail, wait_for,  # noqa: E402
+                      write_knot, write_postfix_config)
 
 DOMAIN = "perf.test"
 SOURCE_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -223,53 +223,11 @@ class Knot:
     def __init__(self, lab, zones=(DOMAIN,)):
         self.lab, self.zones = lab, list(zones)
         (self.port,) = free_ports(1)
-        k = lab.path("knot")
-        for d in ("run", "db", "zones"):
-            os.makedirs(os.path.join(k, d))
-        secret = subprocess.run(["openssl", "rand", "-base64", "32"], capture_output=True,
-                                text=True, check=True).stdout.strip()
         self.tsig = lab.path("tsig.key")
-        with open(self.tsig, "w") as f:
-            f.write(f"hmac-sha256:perf:{secret}\n")
-        os.chmod(self.tsig, 0o600)
-        with open(os.path.join(k, "knot.conf"), "w") as f:
-            f.write(f"""server:
-    rundir: "{k}/run"
-    listen: 127.0.0.1@{self.port}
-log:
-  - target: stderr
-    any: warning
-database:
-    storage: "{k}/db"
-key:
-  - id: perf
-    algorithm: hmac-sha256
-    secret: {secret}
-acl:
-  - id: update
-    key: perf
-    action: update
-template:
-  - id: default
-    storage: "{k}/zones"
-    file: "%s.zone"
-    zonefile-sync: -1
-    journal-content: none
-    acl: update
-zone:
-""" + "".join(f"  - domain: {z}\n" for z in self.zones))
-        for zone in self.zones:
-            with open(os.path.join(k, "zones", f"{zone}.zone"), "w") as f:
-                f.write(f"""$ORIGIN {zone}.
-$TTL 60
-@ SOA ns1.{zone}. hostmaster.{zone}. 1 3600 600 86400 60
-@ NS ns1
-ns1 A 127.0.0.1
-""")
-        knotd = shutil.which("knotd") or "/usr/sbin/knotd"
-        self.proc = lab.spawn("knot", [knotd, "-c", f"{k}/knot.conf", "-s", f"{k}/run/knot.sock"])
+        cmd = write_knot(lab.path("knot"), self.port, self.zones, "perf", self.tsig)
+        self.proc = lab.spawn("knot", cmd)
         self.pid = self.proc.pid
-        if not wait_for(lambda: all("ns1" in self.query("SOA", z) for z in self.zones), 15, 0.2):
+        if not wait_for(lambda: all(knot_serves(self.port, z) for z in self.zones), 15, 0.2):
             raise RuntimeError("Knot did not start:\n" + tail(lab.path("knot.log")))
         log(f"Knot serving {', '.join(self.zones)} on 127.0.0.1:{self.port}")
 

@@ -38,8 +38,8 @@ from email.utils import formatdate
 import dkim
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from mail_lab import (free_ports, port_open, stop_postfix, tail, wait_for,  # noqa: E402
-                      write_postfix_config)
+from mail_lab import (free_ports, knot_serves, port_open, stop_postfix, tail, wait_for,  # noqa: E402
+                      write_knot, write_postfix_config)
 
 SKIP = 77
 DOMAIN = "example.test"
@@ -210,58 +210,12 @@ class Env:
 
     # Knot ---------------------------------------------------------------------------------
     def start_knot(self):
-        k = os.path.join(self.tmp, "knot")
-        for d in ("run", "db", "zones"):
-            os.makedirs(os.path.join(k, d))
-        secret = subprocess.run(["openssl", "rand", "-base64", "32"], capture_output=True,
-                                text=True, check=True).stdout.strip()
         self.tsig = os.path.join(self.tmp, "tsig.key")
-        with open(self.tsig, "w") as f:
-            f.write(f"hmac-sha256:e2e:{secret}\n")
-        os.chmod(self.tsig, 0o600)
-        with open(os.path.join(k, "knot.conf"), "w") as f:
-            f.write(f"""server:
-    rundir: "{k}/run"
-    listen: 127.0.0.1@{self.dns_port}
-log:
-  - target: stderr
-    any: warning
-database:
-    storage: "{k}/db"
-key:
-  - id: e2e
-    algorithm: hmac-sha256
-    secret: {secret}
-acl:
-  - id: update
-    key: e2e
-    action: update
-template:
-  - id: default
-    storage: "{k}/zones"
-    file: "%s.zone"
-    zonefile-sync: -1
-    journal-content: none
-    acl: update
-zone:
-  - domain: {DOMAIN}
-""")
-        with open(os.path.join(k, "zones", f"{DOMAIN}.zone"), "w") as f:
-            f.write(f"""$ORIGIN {DOMAIN}.
-$TTL 60
-@ SOA ns1.{DOMAIN}. hostmaster.{DOMAIN}. 1 3600 600 86400 60
-@ NS ns1
-ns1 A 127.0.0.1
-""")
-        knotd = shutil.which("knotd") or "/usr/sbin/knotd"
-        self.knot = subprocess.Popen([knotd, "-c", f"{k}/knot.conf", "-s", f"{k}/run/knot.sock"],
-                                     stdout=open(os.path.join(self.tmp, "knot.log"), "w"),
+        cmd = write_knot(os.path.join(self.tmp, "knot"), self.dns_port, [DOMAIN], "e2e", self.tsig)
+        self.knot = subprocess.Popen(cmd, stdout=open(os.path.join(self.tmp, "knot.log"), "w"),
                                      stderr=subprocess.STDOUT)
         self.procs.append(self.knot)
-        ok = wait_for(lambda: "ns1" in subprocess.run(
-            ["kdig", "@127.0.0.1", "-p", str(self.dns_port), "+short", "SOA", DOMAIN],
-            capture_output=True, text=True).stdout, 15, 0.2)
-        if not ok:
+        if not wait_for(lambda: knot_serves(self.dns_port, DOMAIN), 15, 0.2):
             raise RuntimeError("Knot did not start:\n" + tail(os.path.join(self.tmp, "knot.log")))
         log(f"Knot serving {DOMAIN} on 127.0.0.1:{self.dns_port}")
 

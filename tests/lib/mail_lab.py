@@ -1,5 +1,6 @@
-"""Shared by the Postfix end-to-end test (tests/e2e) and the performance lab (tests/bench):
-loopback ports, waiting, and a private Postfix instance's files and processes.
+"""Shared by the Postfix end-to-end test (tests/e2e), the performance lab (tests/bench) and
+the differential fuzzer (tests/fuzz/diff): loopback ports, waiting, a private Knot's files,
+and a private Postfix instance's files and processes.
 
 A private Postfix here has its own main.cf and master.cf in a folder of its own, no chroot (it
 would need copies of system files), SMTP on a loopback port, and relays everything to a sink.
@@ -7,6 +8,7 @@ Its processes are found by MAIL_CONFIG in their environment, so several instance
 system's own Postfix never get in each other's way.
 """
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -40,6 +42,62 @@ def port_open(port, host="127.0.0.1"):
             return True
     except OSError:
         return False
+
+
+def write_knot(folder, port, zones, key_id, tsig_path):
+    """Writes the files of a private Knot under `folder`: it serves `zones` on 127.0.0.1:`port`
+    (each with an SOA, "NS ns1" and "ns1 A 127.0.0.1") and accepts updates signed with the
+    TSIG key `key_id`, whose secret goes to `tsig_path` (0600, knsupdate's -k format).
+    Returns the knotd command line; the caller runs it and waits for knot_serves()."""
+    for d in ("run", "db", "zones"):
+        os.makedirs(os.path.join(folder, d))
+    secret = subprocess.run(["openssl", "rand", "-base64", "32"], capture_output=True,
+                            text=True, check=True).stdout.strip()
+    fd = os.open(tsig_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, f"hmac-sha256:{key_id}:{secret}\n".encode())
+    os.close(fd)
+    with open(os.path.join(folder, "knot.conf"), "w") as f:
+        f.write(f"""server:
+    rundir: "{folder}/run"
+    listen: 127.0.0.1@{port}
+log:
+  - target: stderr
+    any: warning
+database:
+    storage: "{folder}/db"
+key:
+  - id: {key_id}
+    algorithm: hmac-sha256
+    secret: {secret}
+acl:
+  - id: update
+    key: {key_id}
+    action: update
+template:
+  - id: default
+    storage: "{folder}/zones"
+    file: "%s.zone"
+    zonefile-sync: -1
+    journal-content: none
+    acl: update
+zone:
+""" + "".join(f"  - domain: {z}\n" for z in zones))
+    for zone in zones:
+        with open(os.path.join(folder, "zones", f"{zone}.zone"), "w") as f:
+            f.write(f"""$ORIGIN {zone}.
+$TTL 60
+@ SOA ns1.{zone}. hostmaster.{zone}. 1 3600 600 86400 60
+@ NS ns1
+ns1 A 127.0.0.1
+""")
+    knotd = shutil.which("knotd") or "/usr/sbin/knotd"
+    return [knotd, "-c", f"{folder}/knot.conf", "-s", f"{folder}/run/knot.sock"]
+
+
+def knot_serves(port, zone):
+    """Whether the Knot on 127.0.0.1:`port` answers the SOA of `zone` written by write_knot."""
+    return "ns1" in subprocess.run(["kdig", "@127.0.0.1", "-p", str(port), "+short", "SOA", zone],
+                                   capture_output=True, text=True).stdout
 
 
 def tail(path, n=40):

@@ -36,7 +36,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 sys.path.insert(0, os.path.join(SOURCE, "tests", "lib"))
+from mail_lab import free_ports, knot_serves, port_open, wait_for, write_knot  # noqa: E402
 from milter_wire import (MilterConnection, MilterError, PacketTooLarge, delivered,  # noqa: E402
                          split_as_postfix)
 
@@ -55,25 +55,6 @@ SANITIZER = re.compile(rb"ERROR: (Address|Leak|Thread|Memory)Sanitizer|runtime e
 
 def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def wait_for(pred, timeout, step=0.05):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
 
 
 # --- the lab: Knot, keystore, daemon -------------------------------------------------------
@@ -109,7 +90,7 @@ domains = (
         self.daemon = subprocess.Popen([self.dkimrotor, "run", "-c", self.conf], env=env,
                                        stdout=open(self.daemon_log, "wb"),
                                        stderr=subprocess.STDOUT)
-        if not wait_for(lambda: self._port_open(self.milter_port) or
+        if not wait_for(lambda: port_open(self.milter_port) or
                         self.daemon.poll() is not None, 30):
             raise RuntimeError("dkimrotor run does not listen after 30 s")
         if self.daemon.poll() is not None:
@@ -152,61 +133,12 @@ domains = (
                    DKIMROTOR_NS_TTL="60")
         return env
 
-    @staticmethod
-    def _port_open(port):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return True
-        except OSError:
-            return False
-
     def _start_knot(self):
-        k = os.path.join(self.tmp, "knot")
-        for d in ("run", "db", "zones"):
-            os.makedirs(os.path.join(k, d))
-        secret = subprocess.run(["openssl", "rand", "-base64", "32"], capture_output=True,
-                                text=True, check=True).stdout.strip()
         self.tsig = os.path.join(self.tmp, "tsig.key")
-        fd = os.open(self.tsig, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        os.write(fd, f"hmac-sha256:fuzz:{secret}\n".encode())
-        os.close(fd)
-        with open(os.path.join(k, "knot.conf"), "w") as f:
-            f.write(f"""server:
-    rundir: "{k}/run"
-    listen: 127.0.0.1@{self.dns_port}
-log:
-  - target: stderr
-    any: warning
-database:
-    storage: "{k}/db"
-key:
-  - id: fuzz
-    algorithm: hmac-sha256
-    secret: {secret}
-acl:
-  - id: update
-    key: fuzz
-    action: update
-template:
-  - id: default
-    storage: "{k}/zones"
-    file: "%s.zone"
-    zonefile-sync: -1
-    journal-content: none
-    acl: update
-zone:
-  - domain: {DOMAIN}
-""")
-        with open(os.path.join(k, "zones", f"{DOMAIN}.zone"), "w") as f:
-            f.write(f"$ORIGIN {DOMAIN}.\n$TTL 60\n@ SOA ns1.{DOMAIN}. hostmaster.{DOMAIN}. "
-                    "1 3600 600 86400 60\n@ NS ns1\nns1 A 127.0.0.1\n")
-        knotd = shutil.which("knotd") or "/usr/sbin/knotd"
-        self.knot = subprocess.Popen([knotd, "-c", f"{k}/knot.conf", "-s", f"{k}/run/knot.sock"],
-                                     stdout=open(os.path.join(self.tmp, "knot.log"), "w"),
+        cmd = write_knot(os.path.join(self.tmp, "knot"), self.dns_port, [DOMAIN], "fuzz", self.tsig)
+        self.knot = subprocess.Popen(cmd, stdout=open(os.path.join(self.tmp, "knot.log"), "w"),
                                      stderr=subprocess.STDOUT)
-        if not wait_for(lambda: "ns1" in subprocess.run(
-                ["kdig", "@127.0.0.1", "-p", str(self.dns_port), "+short", "SOA", DOMAIN],
-                capture_output=True, text=True).stdout, 15, 0.2):
+        if not wait_for(lambda: knot_serves(self.dns_port, DOMAIN), 15, 0.2):
             raise RuntimeError("Knot did not start")
 
 
