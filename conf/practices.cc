@@ -4,9 +4,9 @@
 #include <netinet/in.h>
 
 #include <algorithm>
-#include <cstdio>
 
 #include "conf/duration.h"
+#include "util/file.h"
 
 namespace dkimrotor::conf {
 namespace {
@@ -91,9 +91,7 @@ std::vector<std::string> MilterSocketWarnings(const MilterConfig& milter) {
                     "127.0.0.1 or a unix socket, or firewall the port to your MTAs");
   }
   if ((socket.rfind("unix:", 0) == 0 || socket.rfind("local:", 0) == 0) && (milter.socket_mode & 0002) != 0) {
-    char mode[16];
-    std::snprintf(mode, sizeof mode, "%04o", milter.socket_mode & 07777);
-    out.push_back(std::string("milter.socket_mode = \"") + mode +
+    out.push_back("milter.socket_mode = \"" + util::ModeText(static_cast<unsigned>(milter.socket_mode)) +
                   "\" lets every local user connect to the milter socket and have mail signed for "
                   "your domains; use \"0660\" with milter.group set to the MTA's group");
   }

@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 
 #include "keystore/publish/hook_runner.h"
@@ -139,12 +138,6 @@ void KeystoreWorld::Log(LogLevel level, const std::string& message) {
 
 namespace {
 
-std::string ModeText(mode_t mode) {
-  char text[16];
-  std::snprintf(text, sizeof text, "%04o", static_cast<unsigned>(mode & 07777));
-  return text;
-}
-
 void CheckFolder(const std::string& path, uid_t uid, KeystorePermissions& out) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
@@ -161,7 +154,7 @@ void CheckFolder(const std::string& path, uid_t uid, KeystorePermissions& out) {
                          ") nor root, who could swap its keys: chown " + std::to_string(uid) + " " + path);
   if ((st.st_mode & 022) != 0)
     out.errors.push_back("keystore folder " + path + " is writable by group or others (mode " +
-                         ModeText(st.st_mode) + "), who could swap its keys and state: chmod 0700 " + path);
+                         util::ModeText(st.st_mode) + "), who could swap its keys and state: chmod 0700 " + path);
 }
 
 }  // namespace
@@ -178,7 +171,7 @@ KeystorePermissions CheckKeystorePermissions(const std::string& directory, uid_t
     struct stat st {};
     if (e->d_name[0] == '.' || ::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
     if ((st.st_mode & 077) != 0)
-      out.warnings.push_back("key file " + path + " is accessible by group or others (mode " + ModeText(st.st_mode) +
+      out.warnings.push_back("key file " + path + " is accessible by group or others (mode " + util::ModeText(st.st_mode) +
                              "): chmod 0600 " + path + ", and replace the key if others may have read it");
   }
   ::closedir(dir);

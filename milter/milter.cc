@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdio>
 
 #include <cstring>
 #include <ctime>
@@ -17,6 +16,7 @@
 #include <libmilter/mfapi.h>
 
 #include "milter/internal/message_context.h"
+#include "util/file.h"
 
 namespace dkimrotor::milter {
 namespace {
@@ -258,12 +258,6 @@ uint16_t InetPort(const std::string& socket) {
   return 0;
 }
 
-std::string ModeText(mode_t mode) {
-  char text[16];
-  std::snprintf(text, sizeof text, "%04o", static_cast<unsigned>(mode & 07777));
-  return text;
-}
-
 }  // namespace
 
 std::string UnixSocketPath(const std::string& socket) {
@@ -286,7 +280,7 @@ util::Status CheckUnixSocketPath(const std::string& path) {
   if ((st.st_mode & S_IWOTH) != 0 && (st.st_mode & S_ISVTX) == 0)
     return util::Err(util::ErrorCode::kInvalidArgument,
                      "the folder " + folder + " of milter socket " + path + " is writable by everyone (mode " +
-                         ModeText(st.st_mode) + "): anyone could replace the socket; chmod o-w " + folder +
+                         util::ModeText(st.st_mode) + "): anyone could replace the socket; chmod o-w " + folder +
                          " (or +t), or put the socket in a folder of its own");
   if (::lstat(path.c_str(), &st) != 0) {
     if (errno == ENOENT) return util::Ok();

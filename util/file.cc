@@ -65,10 +65,8 @@ Result<std::string> ReadSecretFile(const std::string& path) {
   if (!S_ISREG(st.st_mode))
     return Err(ErrorCode::kInvalidArgument, "key file " + path + " is not a regular file");
   if ((st.st_mode & 077) != 0) {
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
     return Err(ErrorCode::kInvalidArgument,
-               "key file " + path + " is accessible by group or others (mode " + mode +
+               "key file " + path + " is accessible by group or others (mode " + ModeText(st.st_mode) +
                    "): chmod 0600 it, and replace the key if others may have read it");
   }
   return ReadAll(fd, path);
@@ -96,6 +94,12 @@ Status FsyncFolderOf(const std::string& path) {
 }
 
 }  // namespace
+
+std::string ModeText(unsigned mode) {
+  char text[8];
+  std::snprintf(text, sizeof text, "%04o", mode & 07777);
+  return text;
+}
 
 Status WriteFileAtomically(const std::string& path, std::string_view data, unsigned mode) {
   // A name nobody can guess, created with O_EXCL (mkostemp): nobody else with write access to

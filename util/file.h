@@ -17,10 +17,13 @@ Result<std::string> ReadFile(const std::string& path);
 // OpenDKIM's RequireSafeKeys does): such a key must be considered leaked.
 Result<std::string> ReadSecretFile(const std::string& path);
 
+// A file's permission bits as chmod takes them: "0640", "1777".
+std::string ModeText(unsigned mode);
+
 // Replaces `path` with `data` so that a crash leaves either the old or the new content, never
-// a mix: writes a temporary file with an unpredictable
-// name beside it (O_EXCL, so never through a planted file or link) with `mode`, fsyncs it, renames it over `path`, and
-// fsyncs the folder so the rename itself survives a power loss.
+// a mix: writes a temporary file with an unpredictable name beside it (O_EXCL, so never
+// through a planted file or link) with `mode`, fsyncs it, renames it over `path`, and fsyncs
+// the folder so the rename itself survives a power loss.
 Status WriteFileAtomically(const std::string& path, std::string_view data, unsigned mode);
 
 // Overwrites a file with zeros, fsyncs, removes it and fsyncs its folder: for private keys

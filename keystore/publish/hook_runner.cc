@@ -4,18 +4,18 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <sys/stat.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
 #include <string_view>
 #include <thread>
+
+#include "util/file.h"
 
 extern char** environ;
 
@@ -65,10 +65,8 @@ util::Status CheckHookFile(const std::string& path) {
                          ", neither root nor the daemon's user (uid " + std::to_string(me) +
                          "): whoever owns it can run commands as dkimrotor; chown root it");
   if ((st.st_mode & 022) != 0) {
-    char mode[16];
-    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
     return util::Err(util::ErrorCode::kInvalidArgument,
-                     "hook " + path + " is writable by group or others (mode " + mode +
+                     "hook " + path + " is writable by group or others (mode " + util::ModeText(st.st_mode) +
                          "): anyone who can write it runs commands as dkimrotor; chmod 0755 it");
   }
   return util::Ok();
