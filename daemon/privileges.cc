@@ -9,13 +9,13 @@
 #include <cerrno>
 #include <cstring>
 
+#include "milter/milter.h"
+
 namespace dkimrotor::daemon {
 
 util::Status GiveSocketToGroup(const std::string& socket, const std::string& group) {
   if (group.empty()) return util::Ok();
-  std::string path;
-  for (const char* prefix : {"unix:", "local:"})
-    if (socket.rfind(prefix, 0) == 0) path = socket.substr(std::strlen(prefix));
+  const std::string path = milter::UnixSocketPath(socket);
   if (path.empty()) return util::Ok();
   const struct group* gr = ::getgrnam(group.c_str());
   if (!gr) return util::Err(util::ErrorCode::kInvalidArgument, "milter.group " + group + " does not exist");
