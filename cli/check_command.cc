@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cctype>
 #include <cstdio>
 #include <iostream>
 #include <map>
@@ -66,6 +67,8 @@ class Report {
     oks_.push_back(k.selector + "._domainkey." + k.domain + " (" + std::string(keystore::KeyStateName(k.state)) +
                    ") " + what);
   }
+
+  void Ok(std::string what) { oks_.push_back(std::move(what)); }
 
   int errors() const { return Count(Severity::kError); }
   int warnings() const { return Count(Severity::kWarning); }
@@ -166,9 +169,19 @@ Severity DnsSeverity(const KeyInfo& k) {
   return k.state == KeyState::kPending ? Severity::kWarning : Severity::kError;
 }
 
+const conf::Delegation* DelegationOf(const CheckContext& c, const std::string& domain) {
+  for (const auto& d : c.config.domains)
+    if (d.domain == domain && d.delegation) return &*d.delegation;
+  return nullptr;
+}
+
 void CheckKeyDns(const CheckContext& c, keystore::DnsChecker& checker, const KeyInfo& k, Report& report) {
   const bool revoked = k.state == KeyState::kRevoked;
-  auto r = checker.Check(k.domain, k.selector, k.algorithm, revoked ? "" : k.public_key);
+  // A key is checked as receivers see it (a delegated domain's through its CNAME, which
+  // CheckDelegations verifies), but a revocation where it is made: in the delegation zone.
+  const conf::Delegation* delegation = DelegationOf(c, k.domain);
+  auto r = checker.Check(revoked && delegation ? delegation->zone : k.domain, k.selector, k.algorithm,
+                         revoked ? "" : k.public_key);
   for (const auto& w : r.warnings) {
     auto [what, fix] = SplitAdvice(w, ": ");
     report.Add(Severity::kWarning, k, what, fix);
@@ -203,6 +216,54 @@ void CheckKeyDns(const CheckContext& c, keystore::DnsChecker& checker, const Key
       auto [what, fix] = SplitAdvice(r.detail, ": ");
       report.Add(severity, k, "DNS " + std::string(keystore::DnsVerdictName(r.verdict)) + ": " + what, fix);
       return;
+    }
+  }
+}
+
+std::string Lower(std::string s) {
+  while (!s.empty() && s.back() == '.') s.pop_back();
+  for (char& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return s;
+}
+
+// Each slot of a delegated domain must be a CNAME to SLOT._domainkey.ZONE at the domain: the
+// one change its owner makes, once. A slot that holds a key verifiers see is an error without
+// it; an unused slot a warning (the engine keeps the next key there pending until it exists).
+void CheckDelegations(const CheckContext& c, keystore::DnsChecker& checker, Report& report) {
+  for (const auto& d : c.config.domains) {
+    if (!d.delegation) continue;
+    for (const auto& slot : d.delegation->slots) {
+      const std::string name = slot + "._domainkey." + d.domain;
+      const std::string target = slot + "._domainkey." + d.delegation->zone;
+      const KeyInfo* holder = nullptr;
+      for (const auto& k : c.keys)
+        if (k.domain == d.domain && k.selector == slot) holder = &k;
+      const bool in_use = holder && holder->state != KeyState::kPending && holder->state != KeyState::kRevoked;
+      Finding f;
+      f.severity = in_use ? Severity::kError : Severity::kWarning;
+      f.domain = d.domain;
+      f.selector = slot;
+      if (holder) f.state = std::string(keystore::KeyStateName(holder->state));
+      f.fix = "the domain's owner creates " + name + ". CNAME " + target + ". (`" + DnsCommand(c, d.domain) +
+              "` prints every CNAME)";
+      auto r = checker.Check(d.domain, slot, holder ? holder->algorithm : signer::Algorithm::kRsaSha256, "");
+      if (r.verdict == DnsVerdict::kTemporaryFailure && r.cnames.empty()) {
+        f.severity = Severity::kWarning;
+        f.what = "the delegation CNAME could not be checked, a temporary failure: " + r.detail;
+        f.fix = "make sure the resolvers in dns.resolvers answer, then run check again";
+      } else if (r.cnames.empty()) {
+        f.what = "the delegation CNAME is missing: " + name + " is not a CNAME" +
+                 (r.verdict == DnsVerdict::kMissing ? " (no such record)" : " (it has a record of its own)");
+      } else if (Lower(r.cnames.front()) != Lower(target)) {
+        f.what = "the delegation CNAME points elsewhere: " + name + " is a CNAME to " + r.cnames.front() +
+                 ", not to " + target;
+        f.fix = "the domain's owner changes it to " + name + ". CNAME " + target + ".";
+      } else {
+        report.Ok(name + " is a CNAME to " + target + " (delegation slot" +
+                  (holder ? ", " + std::string(keystore::KeyStateName(holder->state)) + " key" : ", unused") + ")");
+        continue;
+      }
+      report.Add(std::move(f));
     }
   }
 }
@@ -364,6 +425,7 @@ int RunCheck(std::span<char*> argv) {
     if (RecordShouldBeUp(c, k)) CheckKeyDns(c, **checker, k, report);
   }
   CheckUsableKeys(c, loads, report);
+  CheckDelegations(c, **checker, report);
 
   if (args.Has("--json"))
     report.PrintJson();

@@ -248,7 +248,9 @@ int RunDns(std::span<char*> argv) {
   static constexpr const char* kUsage =
       "usage: dkimrotor dns -c FILE [--domain D]\n"
       "Prints the DNS records for every key that is published or about to be, as zone-file lines\n"
-      "(TXT strings of at most 255 characters), including the empty-key records of revoked keys.\n";
+      "(TXT strings of at most 255 characters), including the empty-key records of revoked keys.\n"
+      "A delegated domain's records are in its delegation zone; its owner creates, once, the CNAMEs\n"
+      "printed first (one per slot), which point the domain's selectors there.\n";
   Args args(argv, {"--config", "--domain"}, {"--help"});
   if (!args.ok()) return Usage("dns", args.error(), kUsage);
   if (args.Has("--help")) {
@@ -258,13 +260,24 @@ int RunDns(std::span<char*> argv) {
   auto loaded = Load(args);
   if (!loaded) return Fail("dns", loaded.error().message);
   auto only = args.Get("--domain");
+  std::map<std::string, std::string> zones;  // delegated domain -> zone
+  for (const auto& d : loaded->config.domains) {
+    if (!d.delegation || (only && d.domain != *only)) continue;
+    zones[d.domain] = d.delegation->zone;
+    std::printf("; %s is delegated: its owner creates these CNAMEs once, in the zone of %s\n",
+                d.domain.c_str(), d.domain.c_str());
+    for (const auto& slot : d.delegation->slots)
+      std::printf("%s._domainkey.%s. 3600 IN CNAME %s._domainkey.%s.\n", slot.c_str(), d.domain.c_str(),
+                  slot.c_str(), d.delegation->zone.c_str());
+  }
   for (const auto& k : loaded->keys) {
     if (only && k.domain != *only) continue;
     const bool revoked = k.state == KeyState::kRevoked;
     const std::string value = revoked ? keystore::RevokedRecordValue() : keystore::KeyRecordValue(k);
-    std::printf("; %s %s since %s\n", std::string(signer::AlgorithmName(k.algorithm)).c_str(), std::string(keystore::KeyStateName(k.state)).c_str(),
-                keystore::Rfc3339(k.state_since).c_str());
-    std::printf("%s._domainkey.%s. 3600 IN TXT (", k.selector.c_str(), k.domain.c_str());
+    auto zone = zones.find(k.domain);
+    std::printf("; %s %s %s since %s\n", k.domain.c_str(), std::string(signer::AlgorithmName(k.algorithm)).c_str(),
+                std::string(keystore::KeyStateName(k.state)).c_str(), keystore::Rfc3339(k.state_since).c_str());
+    std::printf("%s. 3600 IN TXT (", keystore::RecordName(k, zone == zones.end() ? "" : zone->second).c_str());
     for (const auto& part : keystore::SplitTxtStrings(value)) std::printf(" \"%s\"", part.c_str());
     std::printf(" )\n");
   }

@@ -22,6 +22,7 @@ util::Result<keystore::RotationOptions> RotationOptionsFrom(const conf::Config& 
       p.prepublish = d.prepublish;
       p.grace = d.grace;
       p.selector_format = d.selector_format;
+      if (d.delegation) p.slots = d.delegation->slots;
       o.streams.push_back(std::move(p));
     }
   }
@@ -45,6 +46,8 @@ keystore::KeystoreWorldOptions WorldOptionsFrom(const conf::Config& config) {
     if (!d.publish_hook.empty())
       o.hooks[d.domain] = keystore::HookConfig{
           d.publish_hook, std::chrono::duration_cast<std::chrono::milliseconds>(d.hook_timeout)};
+  for (const auto& d : config.domains)
+    if (d.delegation) o.delegations[d.domain] = d.delegation->zone;
   return o;
 }
 

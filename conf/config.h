@@ -135,6 +135,16 @@ struct MetricsConfig {
   bool operator==(const MetricsConfig&) const = default;
 };
 
+// CNAME delegation (M3AAWG 3.1.3): the domain's owner points SLOT._domainkey.DOMAIN at
+// SLOT._domainkey.ZONE once, for each slot; the records live in ZONE, which the publish hook
+// writes, and keys take turns in the slots forever without another change at the domain.
+struct Delegation {
+  std::string zone;                // lowercase, no trailing dot
+  std::vector<std::string> slots;  // the selectors, e.g. {"k1", "k2", "k3", "k4"}; no duplicates
+
+  bool operator==(const Delegation&) const = default;
+};
+
 // One signing domain and how its keys rotate.
 struct DomainConfig {
   std::string domain;  // lowercase, no trailing dot
@@ -154,6 +164,13 @@ struct DomainConfig {
   std::string publish_hook;  // absolute path of a program run to publish records; empty: none
   seconds hook_timeout{30};
   bool subdomains = false;  // also sign mail from subdomains of `domain`
+  // Set: selectors are the slots, records live in the delegation zone; selector_format unused.
+  // Needs at least SlotsNeeded() slots.
+  std::optional<Delegation> delegation;
+
+  // Slots a delegated domain needs: every algorithm's active and prepublished keys, plus one
+  // so that a new key has somewhere to go while the key it replaces is retiring.
+  int SlotsNeeded() const { return static_cast<int>(algorithms.size()) * (active_keys + prepublish) + 1; }
 
   bool operator==(const DomainConfig&) const = default;
 };

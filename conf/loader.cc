@@ -34,7 +34,9 @@ const Names kLogSettings = {"target", "level", "audit"};
 const Names kMetricsSettings = {"listen"};
 const Names kDomainSettings = {"domain",       "stream",          "algorithms", "bits",
                                "active_keys",  "key_lifetime",    "prepublish", "grace",
-                               "selector_format", "publish_hook", "hook_timeout", "subdomains"};
+                               "selector_format", "publish_hook", "hook_timeout", "subdomains",
+                               "delegation"};
+const Names kDelegationSettings = {"zone", "slots"};
 
 // Where each known name lives, to point a setting written in the wrong section to the right one.
 const std::vector<std::pair<std::string_view, const Names*>> kSchema = {
@@ -493,8 +495,65 @@ class Loader {
     ReadString(g, "publish_hook", d.publish_hook, OptionalPath);
     ReadDuration(g, "hook_timeout", d.hook_timeout, seconds(1), kMaxHookTimeout);
     ReadBool(g, "subdomains", d.subdomains);
-    CheckSelectorFormat(g, d);
+    if (g.exists("delegation")) {
+      LoadDelegation(g, d);
+    } else {
+      CheckSelectorFormat(g, d);
+    }
     return d;
+  }
+
+  // delegation = { zone = "customer-com.keys.example.net"; slots = ["k1", "k2", "k3", "k4"]; };
+  void LoadDelegation(const Setting& g, DomainConfig& d) {
+    const Setting* group = Find(g, "delegation", Kind::kGroup);
+    if (group == nullptr) return;
+    if (g.exists("selector_format"))
+      Error(g["selector_format"], "has no effect with delegation, whose selectors are its slots: remove it");
+    CheckNames(*group, kDelegationSettings);
+    Delegation delegation;
+    ReadString(*group, "zone", delegation.zone, internal::NormalizeDomainName);
+    if (!group->exists("zone"))
+      return GroupError(*group, "no zone: add zone = \"customer-com.keys.example.net\"; (the zone the "
+                                "publish hook writes, which the domain's CNAMEs point into)");
+    if (!delegation.zone.empty() && delegation.zone == d.domain)
+      return Error((*group)["zone"], "is the domain itself: a delegation zone is another zone, which "
+                                     "the domain's CNAMEs point into; without one, remove delegation");
+    const Setting* list = Find(*group, "slots", Kind::kStringList);
+    if (list == nullptr) {
+      if (!group->exists("slots"))
+        GroupError(*group, "no slots: add slots = [\"k1\", \"k2\", \"k3\", \"k4\"]; (the selectors "
+                           "the domain's owner points CNAMEs at, once)");
+      return;
+    }
+    size_t errors_before = errors_.size();
+    for (int i = 0; i < list->getLength(); ++i) {
+      const Setting& e = (*list)[i];
+      if (e.getType() != Setting::TypeString) {
+        Error(e, ExpectedText(Kind::kString));
+        continue;
+      }
+      std::string slot = e.c_str();
+      std::transform(slot.begin(), slot.end(), slot.begin(), [](unsigned char c) { return std::tolower(c); });
+      util::Status st = internal::CheckSelector(slot, delegation.zone.size() > d.domain.size() ? delegation.zone : d.domain);
+      if (!st) {
+        Error(e, "is not a usable selector: " + st.error().message);
+        continue;
+      }
+      if (std::find(delegation.slots.begin(), delegation.slots.end(), slot) != delegation.slots.end()) {
+        Error(e, "listed twice: list each slot once");
+        continue;
+      }
+      delegation.slots.push_back(std::move(slot));
+    }
+    if (errors_.size() != errors_before) return;
+    if (static_cast<int>(delegation.slots.size()) < d.SlotsNeeded())
+      return Error(*list, "has " + std::to_string(delegation.slots.size()) + " slot(s), but " +
+                              std::to_string(d.algorithms.size()) + " algorithm(s) x (active_keys " +
+                              std::to_string(d.active_keys) + " + prepublish " + std::to_string(d.prepublish) +
+                              ") + 1 = " + std::to_string(d.SlotsNeeded()) +
+                              " are needed: a slot takes a new key only once the key it held is revoked and "
+                              "grace has passed; add slots (and their CNAMEs at the domain)");
+    d.delegation = std::move(delegation);
   }
 
   // signer::ParseAlgorithm reads any case, as a= in mail may be; the file spells each name
@@ -663,6 +722,7 @@ std::vector<std::string> KnownSettings() {
     std::string prefix = std::string(section) + (section == "domains" ? ".[]." : ".");
     for (std::string_view name : *names) out.push_back(prefix + std::string(name));
   }
+  for (std::string_view name : kDelegationSettings) out.push_back("domains.[].delegation." + std::string(name));
   return out;
 }
 

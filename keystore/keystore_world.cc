@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cctype>
 #include <cstring>
 
 #include "keystore/publish/hook_runner.h"
@@ -33,6 +34,10 @@ std::string_view ObservationName(DnsObservation seen) {
 }
 
 }  // namespace
+
+std::string RecordName(const KeyInfo& key, const std::string& zone) {
+  return key.selector + "._domainkey." + (zone.empty() ? key.domain : zone);
+}
 
 KeystoreWorld::KeystoreWorld(KeystoreWorldOptions options) : options_(std::move(options)) {}
 
@@ -82,7 +87,16 @@ util::Status KeystoreWorld::Publish(const KeyInfo& key, bool revoke, const std::
   if (it == options_.hooks.end())
     return util::Err(util::ErrorCode::kNotFound, "no publish hook for " + key.domain);
   const char* action = revoke ? "revoke" : "publish";
-  util::Status st = RunHookChecked({it->second.path, action, key.domain, key.selector, txt_value}, it->second.timeout);
+  // The owner name to write (which differs from SELECTOR._domainkey.DOMAIN for a delegated
+  // domain), and the key's own value, which a hook that guards against clobbering another
+  // server's record needs to revoke only what is still this key (contrib/hooks/nsupdate).
+  auto zone = options_.delegations.find(key.domain);
+  const std::string delegated = zone == options_.delegations.end() ? "" : zone->second;
+  std::vector<std::string> env = {"DKIMROTOR_RECORD_NAME=" + RecordName(key, delegated),
+                                  "DKIMROTOR_KEY_VALUE=" + KeyRecordValue(key)};
+  if (!delegated.empty()) env.push_back("DKIMROTOR_RECORD_ZONE=" + delegated);
+  util::Status st = RunHookChecked({it->second.path, action, key.domain, key.selector, txt_value},
+                                   it->second.timeout, env);
   if (options_.counters) options_.counters->hook_runs.Add({key.domain, action, st ? "ok" : "error"});
   return st;
 }
@@ -102,8 +116,14 @@ DnsObservation KeystoreWorld::Observe(const KeyInfo& key, bool expect_revoked, s
     }
     dns_ = std::move(*checker);
   }
+  auto zone = options_.delegations.find(key.domain);
+  if (zone != options_.delegations.end()) return ObserveDelegated(key, zone->second, expect_revoked, detail);
   DnsCheckResult r = dns_->Check(key.domain, key.selector, key.algorithm, expect_revoked ? "" : key.public_key);
   *detail = r.detail;
+  return FromResult(r);
+}
+
+DnsObservation KeystoreWorld::FromResult(const DnsCheckResult& r) {
   switch (r.verdict) {
     case DnsVerdict::kMatches: return r.as_expected ? DnsObservation::kMatches : DnsObservation::kWrong;
     case DnsVerdict::kRevoked: return DnsObservation::kRevoked;
@@ -115,6 +135,49 @@ DnsObservation KeystoreWorld::Observe(const KeyInfo& key, bool expect_revoked, s
     case DnsVerdict::kKeyTooShort: return DnsObservation::kWrong;
   }
   return DnsObservation::kTemporaryFailure;
+}
+
+DnsObservation KeystoreWorld::ObserveDelegated(const KeyInfo& key, const std::string& zone,
+                                               bool expect_revoked, std::string* detail) {
+  const std::string expected_p = expect_revoked ? "" : key.public_key;
+  // At the zone first: what the hook wrote.
+  DnsCheckResult at_zone = dns_->Check(zone, key.selector, key.algorithm, expected_p);
+  if (!at_zone.as_expected) {
+    *detail = "at " + RecordName(key, zone) + ": " + at_zone.detail;
+    return FromResult(at_zone);
+  }
+  // A revocation is complete once the zone serves it: the domain's CNAME may be gone already
+  // (a customer who left), and must not keep a revoked key's private key alive.
+  if (expect_revoked) return DnsObservation::kRevoked;
+  // Then as receivers see it: the domain's name must be a CNAME to the zone's record.
+  const std::string at_domain = key.selector + "._domainkey." + key.domain;
+  const std::string target = RecordName(key, zone);
+  const std::string fix = ": the domain's owner must create " + at_domain + ". CNAME " + target +
+                          ". (`dkimrotor dns --domain " + key.domain + "` prints every CNAME)";
+  DnsCheckResult through = dns_->Check(key.domain, key.selector, key.algorithm, expected_p);
+  if (through.verdict == DnsVerdict::kTemporaryFailure) {
+    *detail = "at " + at_domain + ": " + through.detail;
+    return DnsObservation::kTemporaryFailure;
+  }
+  auto same = [](std::string a, std::string b) {
+    for (auto* s : {&a, &b}) {
+      if (!s->empty() && s->back() == '.') s->pop_back();
+      for (char& c : *s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+    return a == b;
+  };
+  if (through.cnames.empty()) {
+    *detail = "CNAME " + at_domain + " is missing (" +
+              (through.verdict == DnsVerdict::kMissing ? std::string("no such record")
+                                                       : "a record of its own: " + through.detail) + ")" + fix;
+    return through.verdict == DnsVerdict::kMissing ? DnsObservation::kMissing : DnsObservation::kWrong;
+  }
+  if (!same(through.cnames.front(), target)) {
+    *detail = "CNAME " + at_domain + " points to " + through.cnames.front() + ", not to " + target + fix;
+    return DnsObservation::kWrong;
+  }
+  *detail = through.as_expected ? "" : "through CNAME " + at_domain + ": " + through.detail;
+  return FromResult(through);
 }
 
 // Every transition is appended to audit.log in the keystore folder, whoever made it (daemon or

@@ -33,6 +33,9 @@ struct WorldCounters {
 struct KeystoreWorldOptions {
   std::string directory;
   std::map<std::string, HookConfig> hooks;  // by domain; a domain without one waits for an admin
+  // Delegated domains (conf::Delegation): domain -> the zone their records live in, at
+  // SELECTOR._domainkey.ZONE, reached from SELECTOR._domainkey.DOMAIN by a CNAME.
+  std::map<std::string, std::string> delegations;
   DnsCheckOptions dns;
   std::function<void(LogLevel, const std::string&)> log;
   std::function<void(const KeyInfo&, KeyState from, KeyState to)> audit;
@@ -41,6 +44,10 @@ struct KeystoreWorldOptions {
   std::function<TimePoint()> clock;
   WorldCounters* counters = nullptr;  // borrowed; null: nothing is counted
 };
+
+// Where a key's TXT record lives: SELECTOR._domainkey.DOMAIN, or SELECTOR._domainkey.ZONE for a
+// delegated domain (`zone` not empty).
+std::string RecordName(const KeyInfo& key, const std::string& zone);
 
 class KeystoreWorld final : public RotationWorld {
  public:
@@ -60,6 +67,11 @@ class KeystoreWorld final : public RotationWorld {
 
  private:
   DnsObservation Observe(const KeyInfo& key, bool expect_revoked, std::string* detail);
+  // A delegated key: its record at the zone, and (unless a revocation is checked) the record
+  // as receivers see it, through SELECTOR._domainkey.DOMAIN's CNAME.
+  DnsObservation ObserveDelegated(const KeyInfo& key, const std::string& zone, bool expect_revoked,
+                                  std::string* detail);
+  static DnsObservation FromResult(const DnsCheckResult& r);
 
   KeystoreWorldOptions options_;
   std::unique_ptr<DnsChecker> dns_;  // made on first use, on the thread that uses it

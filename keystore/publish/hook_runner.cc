@@ -72,10 +72,17 @@ util::Status CheckHookFile(const std::string& path) {
   return util::Ok();
 }
 
-std::vector<std::string> HookEnvironment(char** env) {
+std::vector<std::string> HookEnvironment(char** env, const std::vector<std::string>& extra) {
+  auto name_of = [](std::string_view v) { return v.substr(0, v.find('=')); };
+  auto overridden = [&](std::string_view v) {
+    for (const auto& x : extra)
+      if (name_of(x) == name_of(v)) return true;
+    return false;
+  };
   std::vector<std::string> out{std::string("PATH=") + kHookPath};
   for (char** e = env; e && *e; ++e)
-    if (std::string_view(*e).rfind("DKIMROTOR_", 0) == 0) out.emplace_back(*e);
+    if (std::string_view(*e).rfind("DKIMROTOR_", 0) == 0 && !overridden(*e)) out.emplace_back(*e);
+  out.insert(out.end(), extra.begin(), extra.end());
   return out;
 }
 
@@ -114,7 +121,8 @@ void KillGroup(pid_t pid, HookResult& result) {
 
 }  // namespace
 
-util::Result<HookResult> RunHook(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
+util::Result<HookResult> RunHook(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
+                                 const std::vector<std::string>& extra_env) {
   if (argv.empty() || argv[0].empty() || argv[0][0] != '/')
     return util::Err(util::ErrorCode::kInvalidArgument, "a hook must be given by its absolute path");
   RETURN_IF_ERROR(CheckHookFile(argv[0]));
@@ -151,7 +159,7 @@ util::Result<HookResult> RunHook(const std::vector<std::string>& argv, std::chro
   args.push_back(nullptr);
   // Not the daemon's environment (which may hold credentials of other programs, LD_PRELOAD,
   // a PATH with writable folders): a fixed PATH and the DKIMROTOR_* settings hooks read.
-  std::vector<std::string> env = HookEnvironment(environ);
+  std::vector<std::string> env = HookEnvironment(environ, extra_env);
   std::vector<char*> envp;
   for (auto& e : env) envp.push_back(e.data());
   envp.push_back(nullptr);
@@ -197,8 +205,9 @@ util::Result<HookResult> RunHook(const std::vector<std::string>& argv, std::chro
   return result;
 }
 
-util::Status RunHookChecked(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
-  ASSIGN_OR_RETURN(HookResult r, RunHook(argv, timeout));
+util::Status RunHookChecked(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
+                            const std::vector<std::string>& extra_env) {
+  ASSIGN_OR_RETURN(HookResult r, RunHook(argv, timeout, extra_env));
   if (r.exit_status == 0 && !r.timed_out) return util::Ok();
   std::string text = r.stderr_text;
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();

@@ -32,14 +32,18 @@ inline constexpr std::chrono::milliseconds kHookTermGrace{2000};
 util::Status CheckHookFile(const std::string& path);
 
 // The environment a hook gets from the daemon's `env` (environ): PATH=kHookPath and every
-// DKIMROTOR_* variable, nothing else.
-std::vector<std::string> HookEnvironment(char** env);
+// DKIMROTOR_* variable, nothing else; then `extra` ("NAME=value", the call's own variables such
+// as DKIMROTOR_RECORD_NAME), which replace inherited variables of the same name.
+std::vector<std::string> HookEnvironment(char** env, const std::vector<std::string>& extra = {});
 
-// Runs `argv` (argv[0] an absolute path, passing CheckHookFile) with stdin from /dev/null and stdout discarded.
+// Runs `argv` (argv[0] an absolute path, passing CheckHookFile) with stdin from /dev/null and
+// stdout discarded, in HookEnvironment(environ, extra_env).
 // Ok with the result whenever the hook ran; an error only when it could not be started.
-util::Result<HookResult> RunHook(const std::vector<std::string>& argv, std::chrono::milliseconds timeout);
+util::Result<HookResult> RunHook(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
+                                 const std::vector<std::string>& extra_env = {});
 
 // Ok when the hook exited 0; otherwise an error that says what happened and what it printed.
-util::Status RunHookChecked(const std::vector<std::string>& argv, std::chrono::milliseconds timeout);
+util::Status RunHookChecked(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
+                            const std::vector<std::string>& extra_env = {});
 
 }  // namespace dkimrotor::keystore

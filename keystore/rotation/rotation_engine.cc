@@ -129,6 +129,7 @@ void RotationEngine::Transition(KeyInfo& key, KeyState to, TimePoint now) {
 }
 
 std::string RotationEngine::NewSelector(const StreamPolicy& p, TimePoint now) const {
+  if (!p.slots.empty()) return FreeSlot(p, now);
   signer::SelectorValues values;
   values.stream = p.stream;
   values.algorithm = p.algorithm;
@@ -148,10 +149,31 @@ std::string RotationEngine::NewSelector(const StreamPolicy& p, TimePoint now) co
   }
 }
 
+// A delegated domain's slot for a new key: one no key of the domain (of any algorithm) has held
+// yet, in the order configured, else the one whose key was revoked longest ago, at least grace
+// ago; "" when every slot is taken.
+std::string RotationEngine::FreeSlot(const StreamPolicy& p, TimePoint now) const {
+  std::string best;
+  std::optional<TimePoint> best_since;
+  for (const auto& slot : p.slots) {
+    const KeyInfo* holder = Find(keys(), p.domain, slot);
+    if (holder == nullptr) return slot;
+    if (holder->state != KeyState::kRevoked) continue;
+    const TimePoint since = holder->revoked.value_or(holder->state_since);
+    if (now - since < p.grace) continue;
+    if (!best_since || since < *best_since) {
+      best = slot;
+      best_since = since;
+    }
+  }
+  return best;
+}
+
 util::Status RotationEngine::Generate(const StreamPolicy& p, TimePoint now) {
   KeyInfo k;
   k.domain = p.domain;
   k.selector = NewSelector(p, now);
+  if (k.selector.empty()) return util::Err(util::ErrorCode::kNotFound, "no free slot");
   RETURN_IF_ERROR(signer::ValidateDnsName(k.selector, "generated selector"));
   k.algorithm = p.algorithm;
   k.bits = p.algorithm == signer::Algorithm::kRsaSha256 ? p.bits : 256;
@@ -163,6 +185,16 @@ util::Status RotationEngine::Generate(const StreamPolicy& p, TimePoint now) {
   ASSIGN_OR_RETURN(auto key, world_->CreateKey(k));
   k.public_key = key->dkim_public_key();
   std::vector<KeyInfo> next = keys();
+  // A reused slot: the revoked key that held it leaves the state (its private key is gone, its
+  // history stays in audit.log), so a selector still names one key.
+  std::erase_if(next, [&](const KeyInfo& old) { return old.domain == k.domain && old.selector == k.selector; });
+  const std::string id = Id(k);
+  for (auto* m : {&retries_, &republished_}) {
+    m->erase(id);
+    m->erase(id + "/revoke");
+  }
+  wrong_passes_.erase(id);
+  pending_logged_.erase(id);
   next.push_back(k);
   RETURN_IF_ERROR(Commit(std::move(next)));
   loaded_[k.domain + "/" + k.selector] = std::move(key);
@@ -294,7 +326,22 @@ util::Status RotationEngine::StepStream(const StreamPolicy& p, TimePoint now, bo
   // 1. Keep active_keys + prepublish keys on their way or in service.
   int live = 0;
   for (const auto& k : keys()) live += (SameStream(k, p) && IsLive(k.state)) ? 1 : 0;
-  for (; live < p.active_keys + p.prepublish; ++live) RETURN_IF_ERROR(Generate(p, now));
+  for (; live < p.active_keys + p.prepublish; ++live) {
+    if (!p.slots.empty() && FreeSlot(p, now).empty()) {
+      // A delegated domain waits for a slot: the revocations below free them, grace after.
+      auto logged = late_logged_.find(stream_name + " slots");
+      if (logged == late_logged_.end() || now - logged->second >= std::chrono::hours(24)) {
+        late_logged_[stream_name + " slots"] = now;
+        world_->Log(LogLevel::kWarning,
+                    "no free slot for a new key of " + stream_name + ": each of the " +
+                        std::to_string(p.slots.size()) +
+                        " slots holds a key, or one revoked less than grace ago; add slots "
+                        "(and their CNAMEs) to delegation.slots if this lasts");
+      }
+      break;
+    }
+    RETURN_IF_ERROR(Generate(p, now));
+  }
 
   // 2. Every key that should be in DNS: publish it once, then check it at every pass. Pending
   // keys become ready once DNS has served exactly them for min_propagation; a ready key that no

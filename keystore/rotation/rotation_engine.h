@@ -46,6 +46,11 @@ struct StreamPolicy {
   int prepublish = 1;              // verified spare keys kept ready
   std::chrono::seconds grace{14 * 86400};
   signer::SelectorFormat selector_format;  // "{stream}-{yyyymmdd}-{alg}{bits}"
+  // A delegated domain's slots (conf::Delegation), shared by all its algorithms: selectors are
+  // taken from these instead of selector_format. A slot is free when no key of the domain holds
+  // it, or the key that held it was revoked at least `grace` ago: a new key then replaces the
+  // revoked key's entry, and the slot's record goes from "p=" to the new key.
+  std::vector<std::string> slots;
 };
 
 struct RotationOptions {
@@ -136,6 +141,7 @@ class RotationEngine {
   bool PersistentlyWrong(const KeyInfo& key, TimePoint now) const;
   void WarnIfPendingTooLong(const KeyInfo& key, TimePoint now);
   std::string NewSelector(const StreamPolicy& p, TimePoint now) const;
+  std::string FreeSlot(const StreamPolicy& p, TimePoint now) const;
   void PublishSnapshot();
   // The engine's thread is the only writer of keys_ (under mu_, in Commit), so it reads them
   // without the lock; other threads go through Keys().
