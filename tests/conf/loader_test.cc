@@ -558,12 +558,60 @@ TEST(ExampleConfig, ParsesWithTheDocumentedDefaults) {
   EXPECT_EQ(r->dns, defaults.dns);
   EXPECT_EQ(r->log, defaults.log);
   EXPECT_EQ(r->metrics, defaults.metrics);
-  ASSERT_EQ(r->domains.size(), 1u);
+  ASSERT_EQ(r->domains.size(), 2u);
   DomainConfig expected;
   expected.domain = "example.com";
   expected.stream = "mta1";
   EXPECT_EQ(r->domains[0], expected);
+  DomainConfig delegated;  // the second entry shows delegation, with every other default
+  delegated.domain = "customer.example";
+  delegated.delegation = Delegation{"customer-example.keys.example.net", {"k1", "k2", "k3", "k4"}};
+  EXPECT_EQ(r->domains[1], delegated);
   EXPECT_TRUE(CheckPractices(*r).empty());
+}
+
+// CNAME delegation (issue 12): the zone and the slots, checked against what the rotation needs.
+TEST(Delegation, ParsesZoneAndSlots) {
+  auto r = ParseConfig(DomainWith("delegation = { zone = \"Customer-com.Keys.Example.NET\"; "
+                                  "slots = [\"k1\", \"K2\", \"k3\", \"k4\"]; };"),
+                       kSource);
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  ASSERT_TRUE(r->domains[0].delegation.has_value());
+  EXPECT_EQ(r->domains[0].delegation->zone, "customer-com.keys.example.net");
+  EXPECT_EQ(r->domains[0].delegation->slots, (std::vector<std::string>{"k1", "k2", "k3", "k4"}));
+  EXPECT_EQ(r->domains[0].SlotsNeeded(), 4);  // 1 algorithm x (2 active + 1 prepublished) + 1
+}
+
+TEST(Delegation, TooFewSlotsNamesLineSettingAndHowMany) {
+  std::string e = ErrorOf(
+      "domains = (\n"
+      "  { domain = \"example.com\"; algorithms = [\"rsa-sha256\", \"ed25519-sha256\"];\n"
+      "    delegation = { zone = \"example-com.keys.example.net\";\n"
+      "                   slots = [\"k1\", \"k2\", \"k3\", \"k4\"]; }; } );\n");
+  EXPECT_NE(e.find("test.conf:4"), std::string::npos) << e;
+  EXPECT_NE(e.find("slots"), std::string::npos) << e;
+  EXPECT_NE(e.find("7 are needed"), std::string::npos) << e;  // 2 x (2 + 1) + 1
+}
+
+TEST(Delegation, RejectsDuplicatesBadNamesAndContradictions) {
+  EXPECT_NE(ErrorOf(DomainWith("delegation = { zone = \"z.example.net\"; slots = [\"k1\", \"k2\", \"k3\", \"k1\"]; };"))
+                .find("listed twice"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(DomainWith("delegation = { zone = \"z.example.net\"; slots = [\"k1\", \"k_2;\", \"k3\", \"k4\"]; };"))
+                .find("not a usable selector"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(DomainWith("delegation = { slots = [\"k1\", \"k2\", \"k3\", \"k4\"]; };")).find("no zone"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(DomainWith("delegation = { zone = \"z.example.net\"; };")).find("no slots"), std::string::npos);
+  EXPECT_NE(ErrorOf(DomainWith("delegation = { zone = \"example.com\"; slots = [\"k1\", \"k2\", \"k3\", \"k4\"]; };"))
+                .find("the domain itself"),
+            std::string::npos);
+  std::string e = ErrorOf(DomainWith("selector_format = \"k{n}\"; delegation = { zone = \"z.example.net\"; "
+                                     "slots = [\"k1\", \"k2\", \"k3\", \"k4\"]; };"));
+  EXPECT_NE(e.find("selector_format"), std::string::npos) << e;
+  EXPECT_NE(e.find("no effect with delegation"), std::string::npos) << e;
+  e = ErrorOf(DomainWith("delegation = { zone = \"z.example.net\"; slot = [\"k1\"]; };"));
+  EXPECT_NE(e.find("unknown setting"), std::string::npos) << e;
 }
 
 TEST(ExampleConfig, SetsEveryKnownSetting) {

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 namespace dkimrotor::keystore {
 namespace {
@@ -82,6 +83,39 @@ TEST_F(KeystorePermissionsTest, CheckFreeSeesAHeldLockWithoutTakingIt) {
       << st.error().message;
   lock->reset();
   EXPECT_TRUE(KeystoreLock::CheckFree(dir_).has_value());
+}
+
+// The publish hook learns where the record goes (issue 12): DKIMROTOR_RECORD_NAME, for a
+// delegated domain in its zone with DKIMROTOR_RECORD_ZONE, and the key's own value for hooks
+// that must not clobber another server's record. The call's variables win over the daemon's.
+TEST_F(KeystorePermissionsTest, PublishHookGetsTheRecordNameZoneAndKeyValue) {
+  const std::string hook = dir_ + "/hook", out = dir_ + "/seen";
+  std::ofstream(hook) << "#!/bin/sh\n"
+                         "printf '%s|%s|%s|%s|%s|%s|%s\\n' \"$1\" \"$2\" \"$3\" \"$DKIMROTOR_RECORD_NAME\" "
+                         "\"${DKIMROTOR_RECORD_ZONE-unset}\" \"$DKIMROTOR_KEY_VALUE\" \"$4\" >> " + out + "\n";
+  ASSERT_EQ(::chmod(hook.c_str(), 0755), 0);
+  ASSERT_EQ(::setenv("DKIMROTOR_RECORD_NAME", "inherited.example", 1), 0);
+  KeystoreWorldOptions o;
+  o.directory = dir_;
+  o.hooks["plain.example"] = HookConfig{hook, std::chrono::milliseconds(5000)};
+  o.hooks["customer.example"] = HookConfig{hook, std::chrono::milliseconds(5000)};
+  o.delegations["customer.example"] = "customer-example.keys.example.net";
+  KeystoreWorld world(o);
+  KeyInfo k;
+  k.domain = "plain.example";
+  k.selector = "s1";
+  k.public_key = "QUJD";
+  ASSERT_TRUE(world.Publish(k, false, KeyRecordValue(k)).has_value());
+  k.domain = "customer.example";
+  k.selector = "k2";
+  ASSERT_TRUE(world.Publish(k, true, RevokedRecordValue()).has_value());
+  ::unsetenv("DKIMROTOR_RECORD_NAME");
+  std::stringstream seen;
+  seen << std::ifstream(out).rdbuf();
+  EXPECT_EQ(seen.str(),
+            "publish|plain.example|s1|s1._domainkey.plain.example|unset|v=DKIM1; k=rsa; p=QUJD|v=DKIM1; k=rsa; p=QUJD\n"
+            "revoke|customer.example|k2|k2._domainkey.customer-example.keys.example.net|"
+            "customer-example.keys.example.net|v=DKIM1; k=rsa; p=QUJD|v=DKIM1; p=\n");
 }
 
 }  // namespace

@@ -237,6 +237,77 @@ std::vector<std::string> SelectorsAfterFirstStep(RotationOptions options) {
   return out;
 }
 
+// CNAME delegation (issue 12): keys take turns in a fixed set of slots for two years. A slot's
+// record only ever changes from a key to its revocation once the key's grace is over, and from
+// a revocation to a new key once grace has passed again; selectors stay unique in the state.
+void RunDelegatedYears(int slots, FakeWorld& world, std::vector<KeyInfo>& final_keys, int& generated) {
+  SnapshotHolder holder;
+  auto options = Options(2);
+  StreamPolicy& p = options.streams[0];
+  for (int i = 1; i <= slots; ++i) p.slots.push_back("k" + std::to_string(i));
+  RotationEngine engine(options, {}, &world, &holder);
+  ASSERT_TRUE(engine.Start().has_value());
+  std::map<std::string, TimePoint> revoked_at, retired_at;  // by slot, from the audit
+  const TimePoint start = world.now;
+  size_t audited = 0;
+  for (TimePoint end = start + 730 * kDay; world.now < end; world.now += hours(1)) {
+    std::map<std::string, std::string> before;
+    for (const auto& [name, record] : world.dns) before[name] = record.value;
+    ASSERT_TRUE(engine.Step().has_value());
+    for (const auto& [name, record] : world.dns) {
+      auto old = before.find(name);
+      if (old == before.end() || old->second == record.value) continue;
+      const std::string slot = name.substr(0, name.find('.'));
+      if (record.value == RevokedRecordValue()) {
+        ASSERT_TRUE(retired_at.count(slot)) << name;
+        ASSERT_GE(world.now - retired_at[slot], p.grace) << name << " revoked within its key's grace";
+      } else {
+        ASSERT_EQ(old->second, RevokedRecordValue()) << name << ": a key replaced without its revocation";
+        ASSERT_TRUE(revoked_at.count(slot)) << name;
+        ASSERT_GE(world.now - revoked_at[slot], p.grace) << name << " took a new key within grace of the revocation";
+      }
+    }
+    for (; audited < world.audit.size(); ++audited) {
+      const auto& a = world.audit[audited];
+      if (a.to == KeyState::kRetiring) retired_at[a.key.selector] = a.at;
+      if (a.to == KeyState::kRevoked) revoked_at[a.key.selector] = a.at;
+      if (a.from == KeyState::kPending && a.to == KeyState::kReady) ++generated;
+    }
+    const auto keys = engine.Keys();
+    ASSERT_NO_FATAL_FAILURE(CheckInvariants(world, keys, 2, holder, options.min_propagation, p.grace));
+    for (const auto& k : keys)
+      ASSERT_NE(std::find(p.slots.begin(), p.slots.end(), k.selector), p.slots.end()) << k.selector;
+    if (world.now - start > 2 * kDay) {
+      ASSERT_EQ(CountIn(keys, KeyState::kActive), 2) << "not fully staffed";
+    }
+  }
+  final_keys = engine.Keys();
+}
+
+TEST(RotationEngine, DelegatedKeysTakeTurnsInTheirSlotsForYears) {
+  FakeWorld world;
+  std::vector<KeyInfo> keys;
+  int generated = 0;
+  ASSERT_NO_FATAL_FAILURE(RunDelegatedYears(4, world, keys, generated));
+  EXPECT_GE(generated, 14) << "two years of 60-day rotations through 4 slots";
+  EXPECT_LE(keys.size(), 4u);
+  EXPECT_TRUE(world.errors.empty()) << world.errors.front();
+  for (const auto& w : world.warnings) EXPECT_EQ(w.find("no free slot"), std::string::npos) << w;
+}
+
+TEST(RotationEngine, TooFewSlotsWaitForARevocationAndSayWhy) {
+  // 3 slots for 2 active keys and a spare: after each rotation the spare's slot is free only
+  // grace after the revocation; the engine waits (and says so) but never reuses one early.
+  FakeWorld world;
+  std::vector<KeyInfo> keys;
+  int generated = 0;
+  ASSERT_NO_FATAL_FAILURE(RunDelegatedYears(3, world, keys, generated));
+  EXPECT_GE(generated, 10);
+  bool said = false;
+  for (const auto& w : world.warnings) said |= w.find("no free slot for a new key of example.com") != std::string::npos;
+  EXPECT_TRUE(said);
+}
+
 TEST(RotationEngine, NamesKeysWithTheSelectorFormat) {
   // FakeWorld starts at 2027-01-15T08:00:00Z; 2 active keys and 1 spare make three keys.
   auto options = Options(2);
