@@ -1,6 +1,7 @@
-"""Shared by the Postfix end-to-end test (tests/e2e), the performance lab (tests/bench) and
-the differential fuzzer (tests/fuzz/diff): loopback ports, waiting, a private Knot's files,
-and a private Postfix instance's files and processes.
+"""Shared by the end-to-end tests (tests/e2e), the performance lab (tests/bench) and the
+differential fuzzer (tests/fuzz/diff): loopback ports, waiting, a private Knot's files, a
+private Unbound (a recursive resolver in front of it), and a private Postfix instance's files
+and processes.
 
 A private Postfix here has its own main.cf and master.cf in a folder of its own, no chroot (it
 would need copies of system files), SMTP on a loopback port, and relays everything to a sink.
@@ -98,6 +99,56 @@ def knot_serves(port, zone):
     """Whether the Knot on 127.0.0.1:`port` answers the SOA of `zone` written by write_knot."""
     return "ns1" in subprocess.run(["kdig", "@127.0.0.1", "-p", str(port), "+short", "SOA", zone],
                                    capture_output=True, text=True).stdout
+
+
+def write_unbound(folder, port, stubs):
+    """Writes the configuration of a private Unbound, a real recursive resolver, under
+    `folder`: it answers on 127.0.0.1:`port` and resolves each zone of `stubs` ({zone: port})
+    at the name server on 127.0.0.1:that port, following CNAMEs from one zone into another as a
+    receiver's resolver does (an authoritative server answers a CNAME into another zone with
+    the CNAME alone). No cache worth the name (changes are seen at once), no DNSSEC, nothing
+    asked outside; Unbound's built-in empty zones for the zones' top-level names (test.,
+    invalid., ...) are turned off. Returns the unbound command line (foreground); wait for
+    unbound_serves()."""
+    os.makedirs(folder, exist_ok=True)
+    conf = os.path.join(folder, "unbound.conf")
+    with open(conf, "w") as f:
+        f.write(f"""server:
+    interface: 127.0.0.1@{port}
+    port: {port}
+    do-ip6: no
+    do-daemonize: no
+    username: ""
+    chroot: ""
+    directory: "{folder}"
+    pidfile: ""
+    use-syslog: no
+    logfile: ""
+    verbosity: 0
+    access-control: 127.0.0.0/8 allow
+    do-not-query-localhost: no
+    module-config: "iterator"
+    cache-max-ttl: 0
+    cache-max-negative-ttl: 0
+    infra-host-ttl: 1
+    harden-referral-path: no
+    qname-minimisation: no
+    root-hints: ""
+""" + "".join(f"""    domain-insecure: "{zone}"
+""" for zone in stubs) + "".join(f"""    local-zone: "{tld}." nodefault
+""" for tld in sorted({z.rsplit(".", 1)[-1] for z in stubs})) + "".join(f"""stub-zone:
+    name: "{zone}"
+    stub-addr: 127.0.0.1@{p}
+    stub-first: no
+""" for zone, p in stubs.items()))
+    unbound = shutil.which("unbound") or "/usr/sbin/unbound"
+    return [unbound, "-d", "-c", conf]
+
+
+def unbound_serves(port, name, rtype="SOA"):
+    """Whether the resolver on 127.0.0.1:`port` answers `name` `rtype` with something."""
+    return subprocess.run(["kdig", "@127.0.0.1", "-p", str(port), "+short", rtype, name],
+                          capture_output=True, text=True).stdout.strip() != ""
 
 
 def tail(path, n=40):
