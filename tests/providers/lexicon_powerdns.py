@@ -89,7 +89,8 @@ def missing_requirements():
 # --- the API proxy ---------------------------------------------------------------------------
 class Proxy(http.server.ThreadingHTTPServer):
     """Forwards to PowerDNS's API, or breaks: mode "pass", "slow" (answers after 30 s),
-    "500", or "ignore-writes" (204 to PATCH/PUT/POST/DELETE, nothing forwarded)."""
+    "500", "echo-key" (500 with the API key in the reason phrase) or "ignore-writes" (204 to
+    PATCH/PUT/POST/DELETE, nothing forwarded)."""
     daemon_threads = True
 
     def __init__(self, port, upstream):
@@ -113,6 +114,8 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
             srv.stop.wait(30)
         if mode == "500":
             return self.answer(500, b'{"error": "Internal Server Error"}')
+        if mode == "echo-key":  # an API that repeats the credential in its error's reason
+            return self.answer(500, b"", f"key {self.headers.get('X-API-Key')} is no good")
         if mode == "ignore-writes" and self.command != "GET":
             return self.answer(204, b"")
         req = urllib.request.Request(srv.upstream + self.path, data=body or None,
@@ -126,9 +129,9 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
         except urllib.error.HTTPError as e:
             self.answer(e.code, e.read())
 
-    def answer(self, code, body):
+    def answer(self, code, body, reason=None):
         try:
-            self.send_response(code)
+            self.send_response(code, reason)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -270,7 +273,12 @@ socket-dir={folder}
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if watch:
             watch(p)
-        out, err = p.communicate(timeout=60)
+        try:
+            out, err = p.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+            err += "(killed by the test after 30 s)"
         self.hook_outputs.append(out + err)
         return p.returncode, out, err
 
@@ -439,6 +447,8 @@ def test_faults(lab):
     check("wrong-" not in " ".join(lab.hook_outputs[-1:]),
           "wrong API key: the (wrong) key is in the hook's output")
     attempt("API answering 500", r"500", lab.proxy_port, mode="500")
+    attempt("API echoing the key in its error", r"500.*key \*\*\* is no good", lab.proxy_port,
+            mode="echo-key")
     attempt("API that accepts writes and ignores them", r"accepted the change but lists 'v=DKIM1; "
             r"k=rsa; p=CCC", lab.proxy_port, mode="ignore-writes")
     lab.write_lexicon_env(lab.proxy_port)
