@@ -13,9 +13,11 @@ Checks:
      someone else too), an RSA-4096 record (> 512 bytes) served by DNS as one TXT with the
      joined value, revoke, a delegated record (DKIMROTOR_RECORD_NAME/_ZONE), a revoke that
      leaves another key's record alone (DKIMROTOR_KEY_VALUE).
-  b. The daemon: keys for example.test (RSA-2048) and big.test (RSA-4096) published through
-     the API and served by PowerDNS; mail signed through the milter verifies with dkimpy and
-     Mail::DKIM asking PowerDNS; an emergency rotation: the spare signs, PowerDNS serves p=.
+  b. The daemon: keys for example.test (RSA-2048), big.test (RSA-4096) and customer.example
+     (CNAME-delegated to slots in keys.provider.test) published through the API and served
+     by PowerDNS; mail signed through the milter verifies with dkimpy and Mail::DKIM asking
+     PowerDNS; emergency rotations: the spare signs, PowerDNS serves p= (at the slot for the
+     delegated domain).
   c. Faults: API down, slow (beyond DKIMROTOR_LEXICON_TIMEOUT), 401, 500, and an API that
      accepts writes and ignores them: the hook exits non-zero with one clear line and the
      served record is untouched; in the daemon the revocation stays due, the log says why,
@@ -49,6 +51,7 @@ from mail_lab import free_ports, port_open, tail, wait_for  # noqa: E402
 
 SCHEMA = "/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql"
 HOOK_PREFIX = "dkimrotor lexicon hook: "
+SLOTS = ("k1", "k2", "k3")
 
 passed = 0
 failed = 0
@@ -197,12 +200,18 @@ socket-dir={folder}
             raise RuntimeError("PowerDNS's API did not listen in 20 s:\n" + tail(self.pdns_log))
         if p.poll() is not None:
             raise RuntimeError(f"pdns_server exited {p.returncode}:\n" + tail(self.pdns_log))
-        for zone in ("example.test", "big.test", "keys.provider.test"):
+        for zone in ("example.test", "big.test", "keys.provider.test", "customer.example"):
             self.api("POST", "/zones", {"name": zone + ".", "kind": "Native",
                                        "nameservers": [f"ns1.{zone}."]})
             self.api("PATCH", f"/zones/{zone}.", {"rrsets": [{
                 "name": f"ns1.{zone}.", "type": "A", "ttl": 60, "changetype": "REPLACE",
                 "records": [{"content": "127.0.0.1", "disabled": False}]}]})
+        # customer.example delegates its DKIM records to keys.provider.test (slots k1-k3)
+        self.api("PATCH", "/zones/customer.example.", {"rrsets": [{
+            "name": f"{slot}._domainkey.customer.example.", "type": "CNAME", "ttl": 60,
+            "changetype": "REPLACE", "records": [{
+                "content": f"{slot}._domainkey.keys.provider.test.", "disabled": False}]}
+            for slot in SLOTS]})
         if not wait_for(lambda: self.served_raw("ns1.example.test", "A") == ["127.0.0.1"], 10):
             raise RuntimeError("PowerDNS does not serve example.test:\n" + tail(self.pdns_log))
         log(f"PowerDNS: DNS on 127.0.0.1:{self.dns_port}, API on 127.0.0.1:{self.api_port}")
@@ -226,6 +235,7 @@ socket-dir={folder}
         import dns.message
         import dns.query
         import dns.rcode
+        import dns.rdatatype
         q = dns.message.make_query(name, rtype)
         try:
             r = dns.query.tcp(q, "127.0.0.1", port=self.dns_port, timeout=3)
@@ -233,6 +243,8 @@ socket-dir={folder}
             return None
         out = []
         for rrset in r.answer:
+            if dns.rdatatype.to_text(rrset.rdtype) != rtype:
+                continue  # the CNAME of a delegated record
             for rd in rrset:
                 if rtype == "TXT":
                     out.append(b"".join(rd.strings).decode())
@@ -439,7 +451,7 @@ def test_faults(lab):
                 except OSError:
                     pass
     took = attempt("slow API", r"no answer within 2 s", lab.proxy_port, mode="slow", watch=watch)
-    check(took < 6, f"slow API: the hook took {took:.1f} s with DKIMROTOR_LEXICON_TIMEOUT=2")
+    check(took < 8, f"slow API: the hook took {took:.1f} s with DKIMROTOR_LEXICON_TIMEOUT=2")
     check(any("contrib/hooks/lexicon" in a for a in seen_argv),
           "slow API: the hook's process was not seen in /proc (the argv check saw nothing)")
     check(not any(lab.api_key in a for a in seen_argv), "slow API: the API key is in some argv")
@@ -458,6 +470,9 @@ def test_faults(lab):
 
 
 # --- b. the daemon -------------------------------------------------------------------------
+DOMAINS = ("example.test", "big.test", "customer.example")
+
+
 def write_config(lab):
     hook = lab.hook
     with open(lab.conf, "w") as f:
@@ -476,6 +491,10 @@ domains = (
   {{ domain = "big.test"; stream = "lx"; algorithms = ["rsa-sha256"]; bits = 4096;
     active_keys = 1; prepublish = 1; key_lifetime = "30d"; hook_timeout = "15s";
     selector_format = "{{stream}}-{{yyyymmdd}}-{{alg}}{{bits}}-{{n}}";
+    publish_hook = "{hook}"; }},
+  {{ domain = "customer.example"; stream = "lx"; algorithms = ["rsa-sha256"]; bits = 2048;
+    active_keys = 1; prepublish = 1; key_lifetime = "30d"; hook_timeout = "15s";
+    delegation = {{ zone = "keys.provider.test"; slots = {json.dumps(list(SLOTS))}; }};
     publish_hook = "{hook}"; }} );
 """)
 
@@ -571,21 +590,26 @@ def test_daemon(lab):
 
     def settled():
         return all(len(by_state(lab, d, "active")) == 1 and len(by_state(lab, d, "ready")) == 1
-                   for d in ("example.test", "big.test"))
+                   for d in DOMAINS)
     if not check(wait_for(settled, 90, 0.5), "keys not active and ready in 90 s:\n"
                  + dr(lab, "keys").stdout + tail(lab.dr_log)):
         return
     log("keys published through the API and verified in DNS: " + ", ".join(
-        f"{d}: {by_state(lab, d, 'active')[0]}" for d in ("example.test", "big.test")))
-    for d in ("example.test", "big.test"):
+        f"{d}: {by_state(lab, d, 'active')[0]}" for d in DOMAINS))
+    for d in DOMAINS:
         for k in key_list(lab, d):
+            # a delegated domain's record is at the slot in the zone, and through the CNAME
+            if d == "customer.example":
+                at_zone = lab.served(f"{k['selector']}._domainkey.keys.provider.test")
+                check(at_zone == lab.served(f"{k['selector']}._domainkey.{d}"),
+                      f"{d} {k['selector']}: the zone serves {at_zone}, the CNAME something else")
             served = lab.served(f"{k['selector']}._domainkey.{d}")
             check(served and len(served) == 1 and served[0].startswith("v=DKIM1; k=rsa; p=")
                   and len(served[0]) > (700 if d == "big.test" else 380),
                   f"{d} {k['selector']} ({k['state']}): PowerDNS serves {served}")
 
     msgs = []
-    for d in ("example.test", "big.test"):
+    for d in DOMAINS:
         active = by_state(lab, d, "active")[0]
         for n in range(3):
             msg, sel = sign(lab, d, f"{d}-{n}")
@@ -606,6 +630,19 @@ def test_daemon(lab):
         verify_both(lab, [msg], "after the rotation")
     check(wait_for(lambda: len(by_state(lab, "example.test", "ready")) == 1, 60, 0.5),
           "no new spare for example.test in 60 s:\n" + dr(lab, "keys").stdout)
+
+    # The delegated domain: its revocation lands at the slot, in the delegation zone.
+    old = by_state(lab, "customer.example", "active")[0]
+    spare = by_state(lab, "customer.example", "ready")[0]
+    r = dr(lab, "rotate", "--domain", "customer.example", "--emergency", "--selector", old)
+    check(r.returncode == 0, f"rotate --emergency customer.example: {r.stdout}{r.stderr}")
+    slot = f"{old}._domainkey.keys.provider.test"
+    check(wait_for(lambda: lab.served(slot) == ["v=DKIM1; p="], 30),
+          f"revoked slot {slot}: PowerDNS serves {lab.served(slot)}")
+    msg, sel = sign(lab, "customer.example", "after-rotation")
+    check(sel == spare, f"customer.example after the rotation signed with {sel}, not {spare}")
+    if msg:
+        verify_both(lab, [msg], "customer.example after the rotation")
 
     # The API accepts writes and ignores them: the revocation stays due, the log says why, the
     # record is untouched and signing goes on.
