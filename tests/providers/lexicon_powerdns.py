@@ -12,7 +12,7 @@ Checks:
   a. The hook: publish twice (idempotent), a second publish replaces (other values left by
      someone else too), an RSA-4096 record (> 512 bytes) served by DNS as one TXT with the
      joined value, revoke, a delegated record (DKIMROTOR_RECORD_NAME/_ZONE), a revoke that
-     leaves another key's record alone (DKIMROTOR_KEY_VALUE).
+     refuses to touch another key's record (DKIMROTOR_KEY_VALUE).
   b. The daemon: keys for example.test (RSA-2048), big.test (RSA-4096) and customer.example
      (CNAME-delegated to slots in keys.provider.test) published through the API and served
      by PowerDNS; mail signed through the milter verifies with dkimpy and Mail::DKIM asking
@@ -383,13 +383,13 @@ def test_hook(lab):
     check(lab.served(slot) == [v1], f"delegated: PowerDNS serves {lab.served(slot)} at {slot}")
     check(lab.served("slot1._domainkey.customer.example") in ([], None),
           "delegated: something was written under the customer's own name")
-    # A revoke of a key the slot no longer holds leaves the new key alone.
+    # A revoke of a key the slot no longer holds is refused and leaves the new key alone.
     rc, out, err = lab.run_hook(["publish", "customer.example", "slot1", v2],
                                 DKIMROTOR_RECORD_NAME=slot, DKIMROTOR_RECORD_ZONE="keys.provider.test")
     rc, out, err = lab.run_hook(["revoke", "customer.example", "slot1", "v=DKIM1; p="],
                                 DKIMROTOR_RECORD_NAME=slot,
                                 DKIMROTOR_RECORD_ZONE="keys.provider.test", DKIMROTOR_KEY_VALUE=v1)
-    check(rc == 0 and lab.served(slot) == [v2],
+    check(rc == 1 and "another key is at" in err and lab.served(slot) == [v2],
           f"revoking the slot's old key: exit {rc}, {err!r}, PowerDNS serves {lab.served(slot)}")
     rc, out, err = lab.run_hook(["revoke", "customer.example", "slot1", "v=DKIM1; p="],
                                 DKIMROTOR_RECORD_NAME=slot,
