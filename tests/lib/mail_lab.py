@@ -106,8 +106,8 @@ def write_unbound(folder, port, stubs):
     `folder`: it answers on 127.0.0.1:`port` and resolves each zone of `stubs` ({zone: port})
     at the name server on 127.0.0.1:that port, following CNAMEs from one zone into another as a
     receiver's resolver does (an authoritative server answers a CNAME into another zone with
-    the CNAME alone). No cache worth the name (changes are seen at once), no DNSSEC, nothing
-    asked outside; Unbound's built-in empty zones for the zones' top-level names (test.,
+    the CNAME alone). No cache worth the name (changes are seen at once), no DNSSEC. Ask it
+    only for names in those zones: for any other, Unbound would go out to the root servers; Unbound's built-in empty zones for the zones' top-level names (test.,
     invalid., ...) are turned off. Returns the unbound command line (foreground); wait for
     unbound_serves()."""
     os.makedirs(folder, exist_ok=True)
