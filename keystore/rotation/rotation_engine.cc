@@ -215,10 +215,13 @@ bool RotationEngine::PublishWithBackoff(KeyInfo& key, bool revoke, TimePoint now
   ++r.failures;
   auto delay = options_.retry_min * (1LL << std::min(r.failures - 1, 20));
   r.next = now + std::min<std::chrono::seconds>(delay, options_.retry_max);
-  world_->Log(LogLevel::kWarning,
-              std::string(revoke ? "revoke" : "publish") + " hook failed for " + key.selector +
-                  "._domainkey." + key.domain + " (attempt " + std::to_string(r.failures) +
-                  ", next try at " + Rfc3339(r.next) + "): " + st.error().message);
+  const std::string what = std::string(revoke ? "revoke" : "publish") + " hook failed";
+  const std::string detail = " (attempt " + std::to_string(r.failures) + ", next try at " + Rfc3339(r.next) +
+                             "): " + st.error().message;
+  world_->Log(LogLevel::kWarning, what + " for " + Name(key) + detail);
+  // Kept with the key, so `keys` and `check` say why it waits (another server's key in the
+  // record, a provider that refuses the credentials, ...), not only the log.
+  key.dns_problem = what + detail;
   return false;
 }
 
@@ -283,7 +286,8 @@ void RotationEngine::WarnIfPendingTooLong(const KeyInfo& key, TimePoint now) {
   auto logged = pending_logged_.find(Id(key));
   if (logged != pending_logged_.end() && now - logged->second < std::chrono::hours(1)) return;
   pending_logged_[Id(key)] = now;
-  std::string why = !key.dns_problem.empty() ? "DNS: " + key.dns_problem
+  std::string why = key.dns_problem.rfind("publish hook failed", 0) == 0 ? "its " + key.dns_problem
+                    : !key.dns_problem.empty() ? "DNS: " + key.dns_problem
                     : key.dns_ok_since      ? "DNS serves it since " + Rfc3339(*key.dns_ok_since) +
                                              "; it is ready " + Rfc3339(*key.dns_ok_since + options_.min_propagation)
                     : !key.published && world_->CanPublish(key.domain) ? "the publish hook has not succeeded yet"
@@ -355,7 +359,11 @@ util::Status RotationEngine::StepStream(const StreamPolicy& p, TimePoint now, bo
     KeyInfo& k = *Find(next, p.domain, selector);
     bool dirty = false;
     if (world_->CanPublish(p.domain) && !k.published && k.state == KeyState::kPending) {
-      if (!PublishWithBackoff(k, false, now)) continue;
+      const std::string problem = k.dns_problem;
+      if (!PublishWithBackoff(k, false, now)) {
+        if (k.dns_problem != problem) RETURN_IF_ERROR(Commit(std::move(next)));  // why it failed
+        continue;
+      }
       k.published = now;
       dirty = true;
     }
@@ -500,7 +508,11 @@ util::Status RotationEngine::StepStream(const StreamPolicy& p, TimePoint now, bo
     if (!InRevocation(k, p, now)) continue;
     bool dirty = false;
     if (world_->CanPublish(p.domain) && !k.revoke_published) {
-      if (!PublishWithBackoff(k, true, now)) continue;
+      const std::string problem = k.dns_problem;
+      if (!PublishWithBackoff(k, true, now)) {
+        if (k.dns_problem != problem) RETURN_IF_ERROR(Commit(std::move(next)));  // why it failed
+        continue;
+      }
       k.revoke_published = now;
       // What was noted about the key's own record says nothing about the revocation.
       k.dns_mismatch_since.reset();
@@ -643,7 +655,9 @@ NextStep NextStepOf(const KeyInfo& key, const std::vector<KeyInfo>& all, const S
   switch (key.state) {
     case KeyState::kPending:
       if (key.dns_ok_since) return {"ready once DNS stays right", *key.dns_ok_since + min_propagation, false};
-      if (!key.published && has_hook) return {"publishing through the hook", std::nullopt, false};
+      if (!key.published && has_hook)
+        return {"publishing through the hook" + (key.dns_problem.empty() ? "" : " (" + key.dns_problem + ")"),
+                std::nullopt, false};
       if (!key.published) return {"waiting for its DNS record (see dkimrotor dns)" + dns, std::nullopt, false};
       return {"waiting for DNS to serve it" + dns, std::nullopt, false};
     case KeyState::kReady:
@@ -657,6 +671,8 @@ NextStep NextStepOf(const KeyInfo& key, const std::vector<KeyInfo>& all, const S
         return {late ? "retires when a key is ready (rotation late)" : "retires", step, late};
       return {"signs", std::nullopt, false};
     case KeyState::kRetiring:
+      if (!key.revoke_published && key.dns_problem.rfind("revoke hook failed", 0) == 0)
+        return {"revocation: " + key.dns_problem, std::nullopt, false};
       if (key.emergency) return {"revocation (emergency)", now, false};
       return {"revocation", key.retired.value_or(key.state_since) + policy.grace, false};
     case KeyState::kRevoked:

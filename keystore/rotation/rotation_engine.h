@@ -131,6 +131,8 @@ class RotationEngine {
   util::Status Generate(const StreamPolicy& p, TimePoint now);
   void Transition(KeyInfo& key, KeyState to, TimePoint now);
   util::Status Commit(std::vector<KeyInfo> next);
+  // Runs the hook unless it is backing off after failures; on a failure, notes why in the
+  // key's dns_problem, for the caller to save.
   bool PublishWithBackoff(KeyInfo& key, bool revoke, TimePoint now);
   // Records one DNS observation of `key` (not a temporary failure) and says whether it changed
   // what is saved.

@@ -392,6 +392,39 @@ TEST(RotationEngine, FailingHookIsRetriedWithBackoffWhileSigningGoesOn) {
   EXPECT_EQ(CountIn(engine.Keys(), KeyState::kActive), 1);
 }
 
+// A hook that fails (another server's key in the record, a provider refusing the
+// credentials) leaves the key pending and says why where admins look: the key's own report
+// (`dkimrotor keys`), not only the log. The reason is saved once per failure, not at every
+// pass of the backoff.
+TEST(RotationEngine, AFailingHookSaysWhyInTheKeysReport) {
+  FakeWorld world;
+  SnapshotHolder holder;
+  auto options = Options(1);
+  RotationEngine engine(options, {}, &world, &holder);
+  ASSERT_TRUE(engine.Start().has_value());
+  world.publish_failures_left = 1'000'000;
+  ASSERT_TRUE(engine.Step().has_value());
+  const int saves = world.saves;
+  for (int i = 0; i < 30; ++i, world.now += seconds(1)) ASSERT_TRUE(engine.Step().has_value());
+  EXPECT_EQ(world.saves, saves) << "the state was saved during the backoff, with nothing new";
+  const auto keys = engine.Keys();
+  for (const auto& k : keys) {
+    EXPECT_EQ(k.state, KeyState::kPending);
+    EXPECT_EQ(k.dns_problem.rfind("publish hook failed (attempt 1, next try at ", 0), 0u) << k.dns_problem;
+    EXPECT_NE(k.dns_problem.find("hook exited with status 1"), std::string::npos) << k.dns_problem;
+    auto next = NextStepOf(k, keys, options.streams[0], options.min_propagation, true, world.now);
+    EXPECT_EQ(next.what, "publishing through the hook (" + k.dns_problem + ")");
+  }
+  world.now += minutes(2);
+  ASSERT_TRUE(engine.Step().has_value());
+  EXPECT_NE(engine.Keys().at(0).dns_problem.find("attempt 2"), std::string::npos);
+  world.publish_failures_left = 0;
+  world.now += hours(1);
+  StepHourly(engine, world, 3);
+  EXPECT_EQ(CountIn(engine.Keys(), KeyState::kActive), 1);
+  for (const auto& k : engine.Keys()) EXPECT_EQ(k.dns_problem, "") << k.selector;
+}
+
 TEST(RotationEngine, DnsTimeoutsKeepKeysPendingWithoutLosingProgress) {
   FakeWorld world;
   world.propagation = seconds(0);
