@@ -33,6 +33,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from email.utils import formatdate
 
@@ -309,6 +310,34 @@ def records(lab, daemons):
     return out
 
 
+class Watch:
+    """Samples Knot's answers for the names in `expected` every 0.2 s in a thread, and keeps
+    every answer that differs: a clobbered record may be put back by its owner's republish
+    before a single before/after comparison would see it."""
+
+    def __init__(self, lab, expected):
+        self.lab, self.expected = lab, expected
+        self.changes = []
+        self.samples = 0
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop_event.is_set():
+            for name, want in self.expected.items():
+                got = self.lab.knot.answer(name)
+                if got != want and len(self.changes) < 20:
+                    self.changes.append((name, got))
+            self.samples += 1
+            self.stop_event.wait(0.2)
+
+    def stop(self):
+        self.stop_event.set()
+        self.thread.join(30)
+        return self.changes
+
+
 # --- the test ----------------------------------------------------------------------------
 def run(lab):
     lab.setup()
@@ -347,6 +376,7 @@ def run(lab):
           f"{ {k: len(v) for k, v in before.items()} }")
 
     # 2. A fourth daemon with mta1's stream: same selectors, refused by the hook.
+    watch = Watch(lab, before)
     d4 = lab.daemon("d4", "mta1", 2048)
     if not wait_for(lambda: port_open(d4.milter_port) or d4.proc.poll() is not None, 30):
         raise RuntimeError("d4 did not listen in 30 s")
@@ -382,6 +412,10 @@ def run(lab):
               "active key (on_error = tempfail) it must tempfail and sign nothing")
     verify(lab, "mta1 mail with d4 running", send(fleet[0], "mta1-again", 3), "mta1-")
     d4.stop()
+    changes = watch.stop()
+    log(f"Knot sampled {watch.samples} times while d4 ran")
+    check(watch.samples >= 5 and not changes,
+          f"while d4 ran, Knot served other records for the fleet's names: {changes[:3]}")
 
     # 3. A rotation on the running daemon 2 leaves the others alone.
     d2 = fleet[1]
