@@ -15,8 +15,9 @@ Checks:
      hook is refused, daemon 1's records in Knot stay byte-identical, its keys stay pending,
      its log says another key is there, its milter tempfails mail instead of signing it, and
      daemon 1's mail still verifies.
-  3. `dkimrotor rotate` on the running daemon 2 (control socket): its new key is published
-     and signs, mail verifies, and the records of daemons 1 and 3 are untouched.
+  3. `dkimrotor rotate` on the running daemon 2 (control socket, grace 0s): its new key is
+     published and signs, its old key is revoked through the hook (v=DKIM1; p= in Knot), mail
+     verifies, and the records of daemons 1 and 3 are untouched.
 
 Needs root (the daemon runs hooks owned by root only when it is root or their owner; the test
 runs as the daemons' owner); as another user it exits 77 (skipped). Prints one line per failure
@@ -91,7 +92,7 @@ class Knot:
 
 
 class Daemon:
-    def __init__(self, lab, name, stream, bits):
+    def __init__(self, lab, name, stream, bits, grace="7d"):
         self.lab, self.name, self.stream, self.bits = lab, name, stream, bits
         self.dir = os.path.join(lab.tmp, name)
         os.makedirs(self.dir)
@@ -110,7 +111,7 @@ log:      {{ level = "info"; }};
 domains = (
   {{ domain = "{DOMAIN}"; stream = "{stream}";
     algorithms = ["rsa-sha256"]; bits = {bits};
-    active_keys = 1; prepublish = 1; key_lifetime = "30d"; grace = "7d";
+    active_keys = 1; prepublish = 1; key_lifetime = "30d"; grace = "{grace}";
     selector_format = "{{stream}}-{{yyyymmdd}}-{{alg}}{{bits}}";
     publish_hook = "{lab.hook}"; }} );
 """)
@@ -186,8 +187,8 @@ class Lab:
                     "DKIMROTOR_NS_TTL=60\nDKIMROTOR_NS_TIMEOUT=5\n")
         os.chmod(self.ns_env, 0o600)
 
-    def daemon(self, name, stream, bits):
-        d = Daemon(self, name, stream, bits)
+    def daemon(self, name, stream, bits, grace="7d"):
+        d = Daemon(self, name, stream, bits, grace)
         self.daemons.append(d)
         d.start()
         return d
@@ -342,7 +343,7 @@ class Watch:
 def run(lab):
     lab.setup()
     t0 = time.monotonic()
-    fleet = [lab.daemon("d1", "mta1", 2048), lab.daemon("d2", "mta2", 2048),
+    fleet = [lab.daemon("d1", "mta1", 2048), lab.daemon("d2", "mta2", 2048, grace="0s"),
              lab.daemon("d3", "mta3", 4096)]
     for d in fleet:
         if not wait_for(lambda: port_open(d.milter_port) or d.proc.poll() is not None, 30):
@@ -417,27 +418,33 @@ def run(lab):
     check(watch.samples >= 5 and not changes,
           f"while d4 ran, Knot served other records for the fleet's names: {changes[:3]}")
 
-    # 3. A rotation on the running daemon 2 leaves the others alone.
+    # 3. A rotation on the running daemon 2 (grace 0s: its old key is revoked through the hook
+    # at once) leaves the others alone.
     d2 = fleet[1]
     old_active = d2.active()
     r = d2.cli("rotate", "--domain", DOMAIN)
     log(f"d2: dkimrotor rotate: exit {r.returncode}: {(r.stdout + r.stderr).strip()}")
     check(r.returncode == 0, f"d2: dkimrotor rotate exit {r.returncode}: {r.stderr.strip()}")
-    settled = wait_for(lambda: d2.active() and d2.active() != old_active and len(d2.keys()) == 3
-                       and all(st != "pending" for _, st in d2.keys()), 60, 0.5)
+
+    def settled():
+        k = dict(d2.keys())
+        return (d2.active() and d2.active() != old_active and len(k) == 3 and
+                all(k.get(s) == "revoked" for s in old_active) and
+                all(st in ("active", "ready", "revoked") for st in k.values()))
+    ok = wait_for(settled, 60, 0.5)
     log(f"d2: keys after the rotation: {d2.keys()}")
-    check(settled, f"d2: after rotate, want a new active key and the new spare published: "
-          f"{d2.keys()} (active before {old_active})")
+    check(ok, f"d2: after rotate, want a new active key, the new spare ready and the old key "
+          f"revoked: {d2.keys()} (active before {old_active})")
+    for s in old_active:
+        got = lab.knot.txt(f"{s}._domainkey.{DOMAIN}")
+        check(got == ["v=DKIM1; p="], f"d2: the revoked {s} should be served as v=DKIM1; p=: {got}")
     after = records(lab, [fleet[0], fleet[2]])
     others = {k: v for k, v in before.items() if not k.startswith("mta2-")}
     check(after == others, "the rotation of mta2 changed other records: " + "; ".join(
         f"{k}: {others.get(k)} -> {after.get(k)}" for k in set(others) | set(after)
         if others.get(k) != after.get(k)))
-    old = [lab.knot.txt(f"{s}._domainkey.{DOMAIN}") for s in old_active]
-    check(all(v == before[f"{s}._domainkey.{DOMAIN}"] and True for s, v in
-              zip(old_active, [lab.knot.answer(f"{s}._domainkey.{DOMAIN}") for s in old_active])),
-          f"d2: its retiring key's record should stay for grace: {old}")
     verify(lab, "mta2 mail after rotate", send(d2, "mta2-rotated", 3), "mta2-")
+    verify(lab, "mta1 mail after rotate", send(fleet[0], "mta1-late", 2), "mta1-")
     for d in fleet:
         check(d.proc.poll() is None, f"{d.name} exited ({d.proc.returncode})")
 
