@@ -7,7 +7,8 @@ other's key records.
   - a different key at the same name: refused with one line naming what is there and the
     stream setting, the record untouched;
   - revoke with the right DKIMROTOR_KEY_VALUE; revoke when the name holds another key (refused,
-    untouched); revoke when it holds the revocation already (a no-op);
+    untouched); revoke when it holds the revocation already (a no-op); publish over
+    "v=DKIM1; p=" (a delegated slot's reuse) succeeds, over any other record it is refused;
   - revoke without DKIMROTOR_KEY_VALUE: the old unconditional replace;
   - an RSA-4096 record (over 512 bytes, three strings): served as one TXT record that joins
     back to the value, recognised by the value-dependent prerequisites, revoked;
@@ -131,9 +132,16 @@ def scenario(lab, client, big):
     check(rc == 0 and lab.serial() == serial and lab.txt(name) == [revoked],
           f"{c}: revoking again when p= is there: exit {rc} {err!r}, serial {serial} -> "
           f"{lab.serial()}; want a no-op success")
-    rc, err = lab.run(client, "publish", ZONE, sel, a)
-    check(rc == 1 and lab.txt(name) == [revoked],
-          f"{c}: publishing over a revocation: exit {rc}, DNS {lab.txt(name)}; want refused")
+    # A revocation is nobody's key: a delegated domain's slot takes its next key so.
+    rc, err = lab.run(client, "publish", ZONE, sel, b, DKIMROTOR_KEY_VALUE=b)
+    check(rc == 0 and lab.txt(name) == [b],
+          f"{c}: publishing over v=DKIM1; p= (slot reuse): exit {rc} {err!r}, DNS {lab.txt(name)}")
+    loose = f"loose-{tag}._domainkey.{ZONE}"
+    lab.run(client, "publish", ZONE, f"loose-{tag}", "v=DKIM1; k=rsa; p=")
+    rc, err = lab.run(client, "publish", ZONE, f"loose-{tag}", a)
+    check(rc == 1 and lab.txt(loose) == ["v=DKIM1; k=rsa; p="],
+          f"{c}: only the daemon's own revocation text may be replaced, not another record: "
+          f"exit {rc}, DNS {lab.txt(loose)}")
 
     # No DKIMROTOR_KEY_VALUE (an older daemon): revoke replaces whatever is there.
     old = f"old-{tag}"
