@@ -28,7 +28,6 @@ import argparse
 import base64
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -36,31 +35,16 @@ import sys
 import tempfile
 import threading
 import time
-from email.utils import formatdate
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from dkim_lab import Checks, dns_answer, log, signatures, tempfail, txt_values  # noqa: E402
+from dkim_lab import send as send_mail, verify as verify_mail  # noqa: E402
 from mail_lab import free_ports, knot_serves, port_open, tail, wait_for, write_knot  # noqa: E402
-from milter_wire import MilterConnection, P_HDR_LEADSPC, delivered  # noqa: E402
 
 SKIP = 77
 DOMAIN = "example.test"
 
-passed = 0
-failed = 0
-
-
-def check(ok, what):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL: {what}", flush=True)
-    return ok
-
-
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+check = Checks()
 
 
 class Knot:
@@ -76,19 +60,11 @@ class Knot:
     def answer(self, name):
         """The TXT records at name exactly as Knot sends them (kdig's answer lines, TTL
         included): what "byte-identical" compares."""
-        out = subprocess.run(["kdig", "@127.0.0.1", "-p", str(self.port), "+bufsize=4096",
-                              "+noall", "+answer", "TXT", name], capture_output=True, text=True,
-                             timeout=10).stdout
-        return sorted(l for l in out.splitlines() if l.strip())
+        return dns_answer(self.port, name)
 
     def txt(self, name):
         """The joined strings of each TXT record at name."""
-        return ["".join(re.findall(r'"((?:[^"\\]|\\.)*)"', l)) for l in self.answer(name)]
-
-    def dnsfunc(self, name, timeout=5):  # dkimpy's
-        name = (name.decode() if isinstance(name, bytes) else name).rstrip(".")
-        values = self.txt(name)
-        return values[0].encode() if len(values) == 1 else b""
+        return txt_values(self.port, name)
 
 
 class Daemon:
@@ -224,81 +200,15 @@ class Lab:
 # --- mail --------------------------------------------------------------------------------
 def send(daemon, tag, n):
     """Sends n messages From: user@example.test through the daemon's milter as Postfix would.
-    Returns [(reply byte, delivered message bytes)]."""
-    out = []
-    conn = MilterConnection("127.0.0.1", daemon.milter_port)
-    try:
-        for i in range(n):
-            headers = [(b"From", f" User <user@{DOMAIN}>".encode()),
-                       (b"To", b" Someone <someone@example.net>"),
-                       (b"Subject", f" fleet {tag} {i}".encode()),
-                       (b"Date", f" {formatdate()}".encode()),
-                       (b"Message-ID", f" <{tag}.{i}.{os.getpid()}@{DOMAIN}>".encode())]
-            body = f"Fleet test {tag} {i} via {daemon.stream}.\r\n".encode() * 3
-            res = conn.send_message(headers, body)
-            out.append((res.reply, delivered(headers, body, res,
-                                             bool(conn.protocol & P_HDR_LEADSPC)),
-                        res.reply_data))
-    finally:
-        conn.close()
-    return out
-
-
-def tempfail(reply):
-    """SMFIR_TEMPFAIL, or SMFIR_REPLYCODE with a 4xx code."""
-    code, data = reply
-    return code == b"t" or (code == b"y" and data[:1] == b"4")
-
-
-def signatures(msg):
-    sigs = []
-    head = re.split(rb"\r\n\r\n", msg, 1)[0]
-    for m in re.finditer(rb"^DKIM-Signature[ \t]*:([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)", head, re.I | re.M):
-        value = re.sub(rb"\r\n", b"", m.group(1)).decode(errors="replace")
-        sigs.append(dict((k.strip(), v.strip()) for k, _, v in
-                         (t.partition("=") for t in value.split(";") if "=" in t)))
-    return sigs
+    Returns [(reply byte, delivered message bytes, reply data)]."""
+    return send_mail(daemon.milter_port, DOMAIN, f"fleet {tag}", n, f"via {daemon.stream}")
 
 
 def verify(lab, label, messages, want_prefix):
     """Every message: accepted, one DKIM-Signature with d=example.test and a selector of the
     daemon's stream, verified by dkimpy and by Mail::DKIM against Knot."""
-    import dkim
-    folder = tempfile.mkdtemp(prefix=f"{label}.", dir=lab.tmp)
-    paths, selectors = [], set()
-    for i, (reply, msg, _) in enumerate(messages):
-        sigs = signatures(msg)
-        check(reply in (b"c", b"a") and len(sigs) == 1,
-              f"{label}: message {i}: reply {reply!r}, {len(sigs)} DKIM-Signatures; want one")
-        if len(sigs) != 1:
-            continue
-        sel = sigs[0].get("s", "")
-        selectors.add(sel)
-        check(sigs[0].get("d") == DOMAIN and sel.startswith(want_prefix),
-              f"{label}: message {i} signed d={sigs[0].get('d')} s={sel}, want s={want_prefix}*")
-        try:
-            ok = dkim.DKIM(msg).verify(idx=0, dnsfunc=lab.knot.dnsfunc)
-        except Exception as e:  # dkimpy raises on malformed input
-            ok = False
-            print(f"  dkimpy: {e}")
-        check(ok, f"{label}: message {i} (s={sel}) does not verify with dkimpy")
-        path = os.path.join(folder, f"{i}.eml")
-        with open(path, "wb") as f:
-            f.write(msg)
-        paths.append(path)
-    if paths:
-        script = os.path.join(lab.args.source, "tests", "interop", "verify_mail_dkim.pl")
-        r = subprocess.run(["perl", script, "--dns", f"127.0.0.1:{lab.knot.port}"] + paths,
-                           capture_output=True, text=True, timeout=120)
-        results = {}
-        for line in r.stdout.splitlines():
-            f = line.split("\t")
-            results.setdefault(f[0], []).append(f[5] if len(f) > 5 else "?")
-        bad = [(os.path.basename(p), results.get(p)) for p in paths if results.get(p) != ["pass"]]
-        check(r.returncode == 0 and not bad, f"{label}: Mail::DKIM: exit {r.returncode}, "
-              f"{len(bad)} of {len(paths)} do not pass: {bad[:3]} {r.stderr[-300:]}")
-    log(f"{label}: {len(paths)} signed by {sorted(selectors)}, checked with dkimpy and Mail::DKIM")
-    return selectors
+    return verify_mail(check, lab.args.source, lab.knot.port, lab.tmp, label, messages, DOMAIN,
+                       lambda s: s.startswith(want_prefix))
 
 
 def records(lab, daemons):
@@ -399,6 +309,8 @@ def run(lab):
           f"name the stream setting: {lines[:2] or tail(d4.log, 8)}")
     keys_out = d4.cli("keys").stdout
     log("d4: dkimrotor keys says:\n" + keys_out.rstrip())
+    check(keys_out.count(refusal) >= 2,
+          "d4: `dkimrotor keys` should show why its keys wait (the hook's refusal): " + keys_out)
     after = records(lab, fleet)
     check(after == before, "d4 changed records of the fleet in Knot: " + "; ".join(
         f"{k}: {before.get(k)} -> {after.get(k)}" for k in set(before) | set(after)
@@ -480,13 +392,13 @@ def main():
         check(False, f"{type(e).__name__}: {e}")
     finally:
         try:
-            if failed:
+            if check.failed:
                 lab.diagnostics()
         finally:
             lab.cleanup()
     log(f"done in {time.monotonic() - t0:.1f} s")
-    print(f"{passed} passed, {failed} failed", flush=True)
-    return 1 if failed else 0
+    print(check.summary(), flush=True)
+    return 1 if check.failed else 0
 
 
 if __name__ == "__main__":
