@@ -297,7 +297,19 @@ void CheckUsableKeys(const CheckContext& c, const std::map<std::string, bool>& l
     if (usable.empty()) {
       Finding f;
       f.domain = d.domain;
-      if (broken.empty()) {
+      // A pending key whose hook fails says why (another server's key in the record, a
+      // provider refusing the credentials): that, not "start the daemon", is the fix.
+      std::string hook_failure;
+      for (const auto& k : c.keys)
+        if (k.domain == d.domain && k.state == KeyState::kPending && !k.published &&
+            k.dns_problem.rfind("publish hook failed", 0) == 0)
+          hook_failure = k.selector + "._domainkey." + k.domain + ": " + k.dns_problem;
+      if (broken.empty() && !hook_failure.empty()) {
+        f.what = "no usable key: the domain has no active key, so its mail goes out unsigned; "
+                 "its keys wait for the publish hook, which fails (" + hook_failure + ")";
+        f.fix = "fix what the hook reports (two servers sharing a stream? see `dkimrotor keys -c " +
+                c.config_path + "`)";
+      } else if (broken.empty()) {
         f.what = "no usable key: the domain has no active key, so its mail goes out unsigned";
         f.fix = "run `dkimrotor rotate -c " + c.config_path + " --domain " + d.domain +
                 "` or start the daemon; pending keys activate once DNS serves them (`dkimrotor keys`)";

@@ -311,6 +311,11 @@ def run(lab):
     log("d4: dkimrotor keys says:\n" + keys_out.rstrip())
     check(keys_out.count(refusal) >= 2,
           "d4: `dkimrotor keys` should show why its keys wait (the hook's refusal): " + keys_out)
+    r = d4.cli("check")
+    check(r.returncode == 1 and "its keys wait for the publish hook, which fails" in r.stdout
+          and refusal in r.stdout,
+          f"d4: `dkimrotor check` should fail naming the hook's refusal: exit {r.returncode}\n"
+          f"{r.stdout[-1200:]}{r.stderr}")
     after = records(lab, fleet)
     check(after == before, "d4 changed records of the fleet in Knot: " + "; ".join(
         f"{k}: {before.get(k)} -> {after.get(k)}" for k in set(before) | set(after)
