@@ -112,20 +112,35 @@ TEST_F(DnsCheckerTest, HookPublishesAndRevokes) {
   auto result = checker->Check("example.test", "hook1", Algorithm::kRsaSha256, RsaP(0));
   EXPECT_EQ(result.verdict, DnsVerdict::kMatches) << result.detail;
 
-  // Publishing again replaces the RRset instead of adding a second record.
-  published = RunHook({"publish", "example.test", "hook1", Record(RsaP(1))}, HookEnv());
+  // The same value again is nothing to do; another key over it is refused (issue 12: it may
+  // be another server's), and the record stays as it was.
+  published = RunHook({"publish", "example.test", "hook1", Record(RsaP(0))}, HookEnv());
   ASSERT_EQ(published.exit_code, 0) << published.output;
-  result = checker->Check("example.test", "hook1", Algorithm::kRsaSha256, RsaP(1));
+  published = RunHook({"publish", "example.test", "hook1", Record(RsaP(1))}, HookEnv());
+  EXPECT_EQ(published.exit_code, 1) << published.output;
+  EXPECT_NE(published.output.find("another key is at hook1._domainkey.example.test"), std::string::npos)
+      << published.output;
+  result = checker->Check("example.test", "hook1", Algorithm::kRsaSha256, RsaP(0));
   EXPECT_EQ(result.verdict, DnsVerdict::kMatches) << result.detail;
 
-  auto revoked = RunHook({"revoke", "example.test", "hook1", "v=DKIM1; p="}, HookEnv());
+  // A revocation replaces the record while it holds this key (DKIMROTOR_KEY_VALUE).
+  auto env = HookEnv();
+  env["DKIMROTOR_KEY_VALUE"] = Record(RsaP(0));
+  auto revoked = RunHook({"revoke", "example.test", "hook1", "v=DKIM1; p="}, env);
   ASSERT_EQ(revoked.exit_code, 0) << revoked.output;
-  result = checker->Check("example.test", "hook1", Algorithm::kRsaSha256, RsaP(1));
+  result = checker->Check("example.test", "hook1", Algorithm::kRsaSha256, RsaP(0));
   EXPECT_EQ(result.verdict, DnsVerdict::kRevoked) << result.detail;
   EXPECT_FALSE(result.as_expected);
   result = checker->Check("example.test", "hook1", Algorithm::kRsaSha256, "");
   EXPECT_EQ(result.verdict, DnsVerdict::kRevoked) << result.detail;
   EXPECT_TRUE(result.as_expected);
+
+  // Over a revocation a new key is written (a delegated slot's next key), replacing the RRset
+  // instead of adding a second record.
+  published = RunHook({"publish", "example.test", "hook1", Record(RsaP(1))}, HookEnv());
+  ASSERT_EQ(published.exit_code, 0) << published.output;
+  result = checker->Check("example.test", "hook1", Algorithm::kRsaSha256, RsaP(1));
+  EXPECT_EQ(result.verdict, DnsVerdict::kMatches) << result.detail;
 }
 
 TEST_F(DnsCheckerTest, HookReadsConfigFileAndAcceptsKnotKeyFile) {
