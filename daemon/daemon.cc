@@ -6,6 +6,9 @@
 #include <signal.h>
 #include <systemd/sd-daemon.h>
 
+#include <chrono>
+#include <thread>
+
 #include "daemon/metrics_page.h"
 #include "daemon/privileges.h"
 #include "daemon/signals.h"
@@ -16,6 +19,24 @@ namespace {
 
 // systemd's notify protocol (Type=notify): does nothing unless systemd set $NOTIFY_SOCKET.
 void Notify(const char* state) { sd_notify(0, state); }
+
+// How long a start waits for the keystore's lock. A predecessor that was just stopped or
+// killed (systemd restarting the service, a `rotate` killed with it) can hold it a moment
+// after it is gone, until the last descriptor of the lock file is closed; seen under a
+// sandboxed kernel in the kill campaign. A second daemon still fails, 5 s later.
+constexpr std::chrono::milliseconds kLockPatience{5000};
+
+// Calls `attempt` (a keystore lock check or acquisition) until it succeeds or kLockPatience
+// has passed; returns its last result.
+template <class Attempt>
+auto Patiently(Attempt attempt) {
+  const auto deadline = std::chrono::steady_clock::now() + kLockPatience;
+  for (;;) {
+    auto result = attempt();
+    if (result || std::chrono::steady_clock::now() >= deadline) return result;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
 
 }  // namespace
 
@@ -66,17 +87,17 @@ util::Status Daemon::Run() {
   const bool lock_now = !WillDropPrivileges(settings.user);
   std::vector<keystore::KeyInfo> keys;
   if (lock_now) {
-    ASSIGN_OR_RETURN(lock_, keystore::KeystoreLock::Acquire(directory));
+    ASSIGN_OR_RETURN(lock_, Patiently([&] { return keystore::KeystoreLock::Acquire(directory); }));
     ASSIGN_OR_RETURN(keys, keystore::LoadState(directory));
   } else {
-    RETURN_IF_ERROR(keystore::KeystoreLock::CheckFree(directory));
+    RETURN_IF_ERROR(Patiently([&] { return keystore::KeystoreLock::CheckFree(directory); }));
   }
   ASSIGN_OR_RETURN(frontend_, MilterFrontend::Create({settings.socket, settings.socket_mode, service_.get(), log_}));
   RETURN_IF_ERROR(frontend_->Listen());
   RETURN_IF_ERROR(GiveSocketToGroup(settings.socket, settings.group));
   RETURN_IF_ERROR(DropPrivileges(settings.user, settings.group));
   if (!lock_now) {
-    ASSIGN_OR_RETURN(lock_, keystore::KeystoreLock::Acquire(directory));
+    ASSIGN_OR_RETURN(lock_, Patiently([&] { return keystore::KeystoreLock::Acquire(directory); }));
     ASSIGN_OR_RETURN(keys, keystore::LoadState(directory));
   }
   ASSIGN_OR_RETURN(rotation_, RotationRunner::Start(RotationOf(settings), std::move(keys), &snapshots_, log_));
