@@ -173,13 +173,9 @@ int RunMigrate(std::span<char*> argv) {
         continue;
       }
       if (!check->exposure.empty()) notes.push_back(k.selector + "._domainkey." + d.domain + ": " + check->exposure);
-      bool have = false;
-      for (auto a : algorithms) have |= a == check->algorithm;
-      if (!have) algorithms.push_back(check->algorithm);
+      algorithms.push_back(check->algorithm);  // RenderConfig lists each once
       ready.push_back(Ready{d.domain, k, std::move(*check)});
     }
-    // RSA first, as kAlgorithms orders them: receivers that know one algorithm know RSA.
-    std::sort(algorithms.begin(), algorithms.end());
     if (algorithms.empty())
       notes.push_back(d.domain + ": no OpenDKIM key could be imported: it signs once dkimrotor's own new key is "
                                  "published (dkimrotor dns -c " + *output + ")");

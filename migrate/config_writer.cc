@@ -1,5 +1,6 @@
 #include "migrate/config_writer.h"
 
+#include <algorithm>
 #include <cstdio>
 
 namespace dkimrotor::migrate {
@@ -74,8 +75,11 @@ std::string RenderConfig(const MigrationPlan& plan, const RenderOptions& options
     o += "  {\n    domain = " + Quote(d.domain) + ";\n";
     o += "    stream = " + Quote(options.stream) + ";\n";
     std::vector<std::string> algorithms;
+    // Each once, RSA first (kAlgorithms' order): receivers that know one algorithm know RSA.
     if (auto it = options.algorithms.find(d.domain); it != options.algorithms.end())
-      for (signer::Algorithm a : it->second) algorithms.emplace_back(signer::AlgorithmName(a));
+      for (signer::Algorithm a : signer::kAlgorithms)
+        if (std::find(it->second.begin(), it->second.end(), a) != it->second.end())
+          algorithms.emplace_back(signer::AlgorithmName(a));
     if (algorithms.empty()) algorithms.emplace_back(signer::AlgorithmName(signer::Algorithm::kRsaSha256));
     o += "    algorithms = " + List(algorithms) + ";\n";
     o += std::string("    subdomains = ") + (d.subdomains ? "true" : "false") + ";\n";

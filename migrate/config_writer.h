@@ -18,7 +18,7 @@ namespace dkimrotor::migrate {
 struct RenderOptions {
   std::string keystore_directory;  // absolute
   std::string stream;              // names this server in new selectors ({stream})
-  // Each domain's algorithms, from the keys that will be imported; a domain not listed (all
+  // Each domain's algorithms, from the keys to import, repeats allowed; a domain not listed (all
   // its keys failed) signs rsa-sha256 with new keys.
   std::map<std::string, std::vector<signer::Algorithm>> algorithms;
 };
