@@ -21,5 +21,6 @@ int RunRotate(std::span<char*> args);
 int RunStatus(std::span<char*> args);
 int RunDaemon(std::span<char*> args);
 int RunAudit(std::span<char*> args);
+int RunMigrate(std::span<char*> args);
 
 }  // namespace dkimrotor::cli

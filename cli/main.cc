@@ -19,6 +19,7 @@ constexpr const char* kUsage =
     "  rotate  one rotation step now, or an emergency revocation (--emergency)\n"
     "  status  whether the daemon runs, its counters, and each domain's next step\n"
     "  audit   check DMARC aggregate reports against the key history\n"
+    "  migrate turn an OpenDKIM configuration into dkimrotor's and import its keys\n"
     "\n"
     "Run 'dkimrotor COMMAND --help' for a command's options.\n";
 
@@ -40,6 +41,7 @@ int main(int argc, char** argv) {
   if (command == "rotate") return RunRotate(rest);
   if (command == "status") return RunStatus(rest);
   if (command == "audit") return RunAudit(rest);
+  if (command == "migrate") return RunMigrate(rest);
   if (command == "--help" || command == "-h" || command == "help") {
     std::fputs(kUsage, stdout);
     return kExitOk;
