@@ -22,6 +22,8 @@ Checks:
   3. Reload under load: 2 SMTP senders for ~8 s while dkimrotor gets SIGHUP 4 times; no SMTP
      error, every accepted message arrives signed and verifying.
   4. Mail from 127.0.0.2 (outside signing.internal_hosts) arrives unsigned.
+  5. Sendmail adds a missing Date and Message-Id after the milter; with those two out of
+     signing.oversign (see the README) such a message verifies.
 
 Needs root (namespaces, Sendmail); as another user it exits 77 (skipped). Prints one line
 per failure and "N passed, M failed". --break-milter points the milter line at a dead port
@@ -540,6 +542,36 @@ def test_external(lab):
         log(f"external: the message from 127.0.0.2 arrived with {n} DKIM-Signatures")
 
 
+def test_added_fields(lab, active):
+    """Sendmail adds a missing Date and Message-Id after the milter has signed: with date and
+    message-id out of signing.oversign (the README's advice for such senders) the message
+    still verifies. Last: it leaves that configuration in place."""
+    oversign = 'oversign = ["from", "subject", "to", "cc", "reply-to"]; '
+    with open(lab.conf, "w") as f:
+        f.write(lab.config().replace("sign_authenticated = true; ",
+                                     "sign_authenticated = true; " + oversign))
+    reloads = tail(lab.dr_log, 1000).count("configuration reloaded")
+    lab.daemon.send_signal(signal.SIGHUP)
+    check(wait_for(lambda: tail(lab.dr_log, 1000).count("configuration reloaded") > reloads,
+                   20), "added fields: dkimrotor did not log the reload")
+    subject = f"no date, no message-id {os.getpid()}"
+    text = (f"From: User <user@{DOMAIN}>\r\nTo: Someone <someone@example.net>\r\n"
+            f"Subject: {subject}\r\n\r\nSent without Date and Message-ID.\r\n")
+    errors = send_batch(lab.smtp_port, [("(no Message-ID)", text)])
+    check(not errors, f"added fields: send failed: {errors}")
+
+    def found():
+        return [m for m in lab.sink.messages() if subject.encode() in m]
+    wait_for(found, 30, 0.25)
+    got = found()
+    if check(len(got) == 1, f"added fields: {len(got)} deliveries of the message, want 1"):
+        m = got[0]
+        check(re.search(rb"^Date:", m, re.M | re.I) and re.search(rb"^Message-Id:", m, re.M | re.I),
+              "added fields: Sendmail should have added Date and Message-Id")
+        verify_mail(check, lab.args.source, lab.dns_port, lab.tmp, "added fields",
+                    [(b"a", m, b"")], DOMAIN, lambda s: s in set(active))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dkimrotor", required=True)
@@ -577,6 +609,7 @@ def main():
         test_basic(lab, active)
         test_reload(lab, active)
         test_external(lab)
+        test_added_fields(lab, active)
         check(lab.daemon.poll() is None, f"dkimrotor exited ({lab.daemon.returncode})")
     except Exception as e:
         check(False, f"{type(e).__name__}: {e}")
