@@ -252,3 +252,69 @@ def stop_postfix(conf):
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
+
+
+class SmtpSink:
+    """A mail sink on 127.0.0.1:`port`, served by a thread: answers any SMTP transaction with
+    success and keeps each message exactly as it came after DATA (dot-unstuffed, line endings
+    as sent). `messages()` returns a copy; `close()` stops it."""
+
+    def __init__(self, port):
+        import socketserver
+        import threading
+        sink = self
+        self._lock = threading.Lock()
+        self._messages = []
+
+        class Handler(socketserver.StreamRequestHandler):
+            def reply(self, text):
+                self.wfile.write(text.encode() + b"\r\n")
+                self.wfile.flush()
+
+            def handle(self):
+                self.reply("220 sink.test ESMTP e2e sink")
+                while True:
+                    line = self.rfile.readline()
+                    if not line:
+                        return
+                    verb = line.strip().upper().split(b" ")[0]
+                    if verb == b"EHLO":
+                        self.reply("250-sink.test\r\n250 8BITMIME")
+                    elif verb == b"HELO":
+                        self.reply("250 sink.test")
+                    elif verb in (b"MAIL", b"RCPT", b"RSET", b"NOOP"):
+                        self.reply("250 2.0.0 ok")
+                    elif verb == b"DATA":
+                        self.reply("354 go ahead")
+                        lines = []
+                        while True:
+                            l = self.rfile.readline()
+                            if not l:
+                                return
+                            if l in (b".\r\n", b".\n"):
+                                break
+                            lines.append(l[1:] if l.startswith(b".") else l)
+                        with sink._lock:
+                            sink._messages.append(b"".join(lines))
+                        self.reply("250 2.0.0 stored")
+                    elif verb == b"QUIT":
+                        self.reply("221 bye")
+                        return
+                    else:
+                        self.reply("502 5.5.2 not implemented")
+
+        class Server(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self._server = Server(("127.0.0.1", port), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def messages(self):
+        with self._lock:
+            return list(self._messages)
+
+    def close(self):
+        self._server.shutdown()
+        self._server.server_close()
