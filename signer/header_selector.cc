@@ -7,6 +7,14 @@
 #include "signer/internal/text.h"
 
 namespace dkimrotor::signer {
+namespace {
+
+// Fields an MTA adds to a message that lacks them, after the milter has signed it.
+bool AddedInTransitWhenMissing(std::string_view key) {
+  return key == "date" || key == "message-id";
+}
+
+}  // namespace
 
 HeaderPolicy HeaderPolicy::Default() {
   HeaderPolicy p;
@@ -58,10 +66,14 @@ std::vector<std::string> HeaderSelector::SelectNames(const std::vector<HeaderFie
     ++listed["from"];
   }
   // Oversigning: one entry more than the message has instances, so that an instance added
-  // later (anywhere) makes the signature fail, whether or not the name is in `sign`.
+  // later (anywhere) makes the signature fail, whether or not the name is in `sign`. Date and
+  // Message-ID are the exception when absent: RFC 5322 wants them, and an MTA adds them after
+  // the milter (Sendmail does), so oversigning them would break the signature of every message
+  // a script sends without them; adding one later changes nothing a reader relies on.
   for (const auto& name : policy_.oversign) {
     if (name.empty() || name.back() == '*') continue;  // a pattern cannot be oversigned
     if (unsignable.contains(name) || name.find(';') != std::string::npos) continue;
+    if (occurrences[name] == 0 && AddedInTransitWhenMissing(name)) continue;
     for (int i = listed[name]; i <= occurrences[name]; ++i) names.push_back(name);
     listed[name] = occurrences[name] + 1;
   }
