@@ -25,6 +25,32 @@ std::string Trim(std::string_view s) {
   return std::string(s.substr(b, s.find_last_not_of(ws) - b + 1));
 }
 
+// Replaces what looks like key data (a run of 40 or more base64 characters with a digit, an
+// upper-case and a lower-case letter: paths and names have dots, dashes or underscores long
+// before that) with a mark, so that a key pasted where a setting or a path was expected is
+// never printed back.
+std::string LeaveOutKeyData(const std::string& line) {
+  auto is_b64 = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/' || c == '='; };
+  std::string out;
+  size_t i = 0;
+  while (i < line.size()) {
+    size_t end = i;
+    while (end < line.size() && is_b64(line[end])) ++end;
+    if (end == i) {
+      out.push_back(line[i++]);
+      continue;
+    }
+    const std::string_view run(line.data() + i, end - i);
+    auto has = [&](int (*pred)(int)) {
+      return std::any_of(run.begin(), run.end(), [&](char c) { return pred(static_cast<unsigned char>(c)) != 0; });
+    };
+    if (run.size() >= 40 && has(::isdigit) && has(::isupper) && has(::islower)) out += "[key data left out]";
+    else out.append(run);
+    i = end;
+  }
+  return out;
+}
+
 bool StartsWith(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
 
 std::string DirName(const std::string& path) {
@@ -138,7 +164,7 @@ class Planner {
   }
 
  private:
-  void Note(std::string line) { plan_.notes.push_back(std::move(line)); }
+  void Note(const std::string& line) { plan_.notes.push_back(LeaveOutKeyData(line)); }
 
   const Setting* Take(const std::string& key) {
     used_.insert(key);

@@ -10,13 +10,15 @@
 using namespace dkimrotor;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const std::string path = [] {
+  // Never destroyed: the exit handler that removes the file runs after static destructors.
+  static const std::string& path = *[] {
     char tmpl[] = "/tmp/dkimrotor-fuzz-conf-XXXXXX";
     int fd = ::mkstemp(tmpl);
     FUZZ_CHECK(fd >= 0, "mkstemp");
     ::close(fd);
-    std::atexit([] { ::unlink(path.c_str()); });
-    return std::string(tmpl);
+    static const std::string* made = new std::string(tmpl);
+    std::atexit([] { ::unlink(made->c_str()); });
+    return made;
   }();
   // libconfig's @include would read other files (and "/dev/zero" forever): that is the
   // administrator's own choice, not hostile input, so the fuzzer leaves it out.

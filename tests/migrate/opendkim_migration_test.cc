@@ -266,6 +266,17 @@ TEST_F(OpenDkimMigrationTest, KeyHeldInTheTableIsNotCopiedOrPrinted) {
   EXPECT_FALSE(Noted(plan, "MIIC"));
 }
 
+// Found by the opendkim fuzz target: a key pasted on a line of opendkim.conf that is no setting
+// came back in the warning naming the line.
+TEST_F(OpenDkimMigrationTest, KeyPastedIntoTheConfigurationIsNotPrinted) {
+  MigrationPlan plan = Plan("Socket inet:8891@localhost\n"
+                            "inline example.net:s2:MIICdgIBADANBgkqhkiG9w0BAQEFAASCAmAwggJcAgEAAoGBAL\n"
+                            "KeyFile MIICdgIBADANBgkqhkiG9w0BAQEFAASCAmAwggJcAgEAAoGBAL\n");
+  EXPECT_TRUE(Noted(plan, "inline example.net:s2:[key data left out]: not carried over")) << Notes(plan);
+  EXPECT_FALSE(Noted(plan, "MIIC")) << Notes(plan);
+  EXPECT_FALSE(Noted(plan, "AAoGBAL")) << Notes(plan);
+}
+
 TEST_F(OpenDkimMigrationTest, IncludeIsRead) {
   Write("conf.d/socket.conf", "Socket inet:12345@127.0.0.1\n");
   MigrationPlan plan = Plan("Include conf.d/socket.conf\n");
