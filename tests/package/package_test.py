@@ -157,6 +157,10 @@ def mode_owner(path):
     return stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
 
 
+def show(got):
+    return "missing" if got is None else f"mode {got[0]:04o} uid {got[1]} gid {got[2]}"
+
+
 def check_installed(install_output):
     check("postinst says the service is disabled until configured",
           "installed disabled" in install_output, install_output[-2000:])
@@ -190,13 +194,13 @@ def check_installed(install_output):
     check(f"{PKG}'s shell is /usr/sbin/nologin", pw.pw_shell == "/usr/sbin/nologin", pw.pw_shell)
     check(f"{PKG}'s home is {KEYSTORE}", pw.pw_dir == KEYSTORE, pw.pw_dir)
     got = mode_owner(KEYSTORE) if os.path.isdir(KEYSTORE) else None
-    check(f"{KEYSTORE} is 0700 {PKG}:{PKG}", got == (0o700, pw.pw_uid, gr.gr_gid), str(got))
+    check(f"{KEYSTORE} is 0700 {PKG}:{PKG}", got == (0o700, pw.pw_uid, gr.gr_gid), show(got))
 
     conffiles = run(["dpkg-query", "-W", "-f=${Conffiles}", PKG]).stdout
     check(f"{CONF} is a conffile", re.search(r"^\s*" + re.escape(CONF) + r"\s", conffiles, re.M)
           is not None, conffiles)
     got = mode_owner(CONF) if os.path.exists(CONF) else None
-    check(f"{CONF} is 0644 root:root (it holds no secret)", got == (0o644, 0, 0), str(got))
+    check(f"{CONF} is 0644 root:root (it holds no secret)", got == (0o644, 0, 0), show(got))
 
     for hook in HOOKS:
         path = f"/usr/lib/dkimrotor/hooks/{hook}"
@@ -252,7 +256,7 @@ def run_daemon_until_key(port):
     check(f"the daemon, run as {PKG}, wrote a key into the keystore", bool(keys), out[-2000:])
     pw = pwd.getpwnam(PKG)
     for k in keys:
-        check(f"{k} is 0600 {PKG}'s", mode_owner(k)[:2] == (0o600, pw.pw_uid), str(mode_owner(k)))
+        check(f"{k} is 0600 {PKG}'s", mode_owner(k)[:2] == (0o600, pw.pw_uid), show(mode_owner(k)))
     return conf
 
 
@@ -276,7 +280,7 @@ def test(deb):
     check("a reinstall keeps the edited conffile", open(CONF).read() == conf)
     check("a reinstall keeps the keystore", keystore_files() == files, str(keystore_files()))
     got = mode_owner(KEYSTORE)
-    check(f"a reinstall keeps {KEYSTORE} 0700 {PKG}:{PKG}", got == (0o700, uid, gid), str(got))
+    check(f"a reinstall keeps {KEYSTORE} 0700 {PKG}:{PKG}", got == (0o700, uid, gid), show(got))
 
     out = run(APT + ["purge", PKG]).stdout
     check("purge removes the package", package_state() in ("", "unknown ok not-installed"),
@@ -286,7 +290,7 @@ def test(deb):
     check(f"purge keeps {KEYSTORE} and its key", keystore_files() == files, str(keystore_files()))
     got = mode_owner(KEYSTORE) if os.path.isdir(KEYSTORE) else None
     check(f"purge keeps {KEYSTORE} 0700, owned by uid {uid} gid {gid}", got == (0o700, uid, gid),
-          str(got))
+          show(got))
     check(f"purge keeps the {PKG} user and group, who own the keys",
           user_exists(PKG) and group_exists(PKG) and pwd.getpwnam(PKG).pw_uid == uid)
     check("purge says why it kept the keystore", f"{KEYSTORE} is not empty" in out, out[-2000:])
@@ -298,7 +302,7 @@ def test(deb):
     run(APT + ["install", os.path.abspath(deb)])
     check(f"a new install reuses the {PKG} user", pwd.getpwnam(PKG).pw_uid == uid)
     got = mode_owner(KEYSTORE)
-    check(f"a new install keeps {KEYSTORE} 0700 {PKG}:{PKG}", got == (0o700, uid, gid), str(got))
+    check(f"a new install keeps {KEYSTORE} 0700 {PKG}:{PKG}", got == (0o700, uid, gid), show(got))
     run(APT + ["purge", PKG])
     check(f"purge with an empty keystore removes {KEYSTORE}", not os.path.lexists(KEYSTORE))
     check(f"purge with an empty keystore removes the {PKG} user", not user_exists(PKG))
