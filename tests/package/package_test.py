@@ -7,8 +7,8 @@ and the key stay), purges (the keystore with its key and the user stay), empties
 and installs and purges again (now the keystore and the user go).
 
 Needs root, dpkg, apt-get and git; exits 77 (skipped) without them, and when a dkimrotor
-package, the dkimrotor user or /etc/dkimrotor or /var/lib/dkimrotor is already there, so a
-real installation is never touched. Leaves the machine as it found it.
+package, the dkimrotor user, /etc/dkimrotor, /var/lib/dkimrotor or a dpkg-statoverride for it
+is already there, so a real installation is never touched. Leaves the machine as it found it.
 
   package_test.py --source DIR [--deb FILE]
 
@@ -101,6 +101,9 @@ def skip_reason():
     for path in ["/etc/dkimrotor", KEYSTORE, DPKG_INCLUDE]:
         if os.path.lexists(path):
             return f"{path} exists already: not touching it"
+    p = subprocess.run(["dpkg-statoverride", "--list", KEYSTORE], capture_output=True, text=True)
+    if p.returncode == 0:
+        return f"a dpkg-statoverride for {KEYSTORE} would change the modes checked: {p.stdout.strip()}"
     return None
 
 
