@@ -13,6 +13,7 @@ Output lines a program may parse (tests/e2e/demo_e2e.py does); everything else i
   demo: DNS 127.0.0.1:PORT zone ZONE
   mail #N <MESSAGE-ID> a=ALG s=SELECTOR dkimpy=V Mail::DKIM=V [a=... ...] => VERIFIED|FAILED
   mail #N <MESSAGE-ID> from 127.0.0.2 (outside signing.internal_hosts) unsigned => UNSIGNED
+  mail #xN <MESSAGE-ID> ... (not the demo's: not counted)      (mail someone else sent)
   turns ALG: SEL SEL ...
   rotation: SELECTOR (ALG) STATE -> STATE
   audit: LINE
@@ -36,6 +37,7 @@ import re
 import shutil
 import signal
 import smtplib
+import socket
 import subprocess
 import sys
 import tempfile
@@ -90,6 +92,7 @@ class Demo:
         self.pf_conf = None
         self.keys_seen = {}  # selector -> (algorithm, state)
         self.audit_pos = 0
+        self.others_seen = set()  # indexes into the sink's messages
         self.queue_ids = {}  # Postfix queue id -> message number, for the audit lines
         self.started = time.monotonic()
         self.sent = 0
@@ -121,7 +124,25 @@ class Demo:
                               text=True, env=self.env(), timeout=60)
 
     # --- setup -----------------------------------------------------------------------------
+    def check_ports(self):
+        a = self.args
+        wanted = [("DEMO_DNS_PORT", a.dns_port, socket.SOCK_DGRAM),
+                  ("DEMO_DNS_PORT", a.dns_port, socket.SOCK_STREAM),
+                  ("DEMO_MILTER_PORT", a.milter_port, socket.SOCK_STREAM),
+                  ("DEMO_SMTP_PORT", a.smtp_port, socket.SOCK_STREAM),
+                  ("DEMO_SINK_PORT", a.sink_port, socket.SOCK_STREAM)]
+        for var, port, kind in wanted:
+            with socket.socket(socket.AF_INET, kind) as s:
+                if kind == socket.SOCK_STREAM:  # as the servers bind: TIME_WAIT is no owner
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError as e:
+                    raise Failed(f"127.0.0.1:{port} ({'udp' if kind == socket.SOCK_DGRAM else 'tcp'}) "
+                                 f"is taken ({e.strerror}): set {var} to a free port")
+
     def start(self):
+        self.check_ports()
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
             self.work = tempfile.mkdtemp(prefix="dkimrotor-demo.", dir="/tmp")
@@ -262,6 +283,20 @@ domains = (
                 out.append((self.sent, mid))
         return out
 
+    def others(self):
+        """Mail that reached the sink but was not the demo's (swaks, say): checked and shown
+        once each."""
+        items = []
+        for i, m in enumerate(self.sink.messages()):
+            if i in self.others_seen or b"\nX-Demo-Seq: " in m:
+                continue
+            self.others_seen.add(i)
+            mid = re.search(rb"^Message-ID:[ \t]*(.*?)\r?$", m, re.I | re.M)
+            items.append((f"x{len(self.others_seen)}",
+                          mid.group(1).decode(errors="replace") if mid else "<no Message-ID>", m))
+        if items:
+            self.check(items, ours=False)
+
     def delivered(self, n):
         want = f"\nX-Demo-Seq: {n}\r\n".encode()
         for m in self.sink.messages():
@@ -301,8 +336,10 @@ domains = (
                 out[(paths.get(f[0]), int(f[1]))] = f[5]
         return out
 
-    def check(self, items):
-        """Prints one line per delivered message; raises Failed after the batch if any fails."""
+    def check(self, items, ours=True):
+        """Prints one line per delivered message; raises Failed after the batch if one of the
+        demo's own fails. Mail someone else sent through the demo's Postfix (`ours` false) is
+        shown but not counted, and unsigned mail is just that."""
         import dkim
         perl = self.mail_dkim(items)
         failures = []
@@ -320,12 +357,15 @@ domains = (
                     md = "n/a"
                 ok = ok and py == "pass" and md in ("pass", "n/a") and tags.get("d") == ZONE
                 parts.append(f"a={alg} s={sel} dkimpy={py} Mail::DKIM={md}")
-                self.turns.setdefault(alg, []).append(sel)
-            verdict = "VERIFIED" if ok else "FAILED"
-            say(f"mail #{n} {mid} " + (" ".join(parts) or "no DKIM-Signature") + f" => {verdict}")
-            if not ok:
+                if ours:
+                    self.turns.setdefault(alg, []).append(sel)
+            verdict = "VERIFIED" if ok else "FAILED" if sigs or ours else "UNSIGNED"
+            say(f"mail #{n} {mid} " + (" ".join(parts) or "no DKIM-Signature") + f" => {verdict}"
+                + ("" if ours else " (not the demo's: not counted)"))
+            if not ok and ours:
                 failures.append(n)
         if failures:
+            say(f"!!! VERIFICATION FAILED for mail {', '.join(f'#{n}' for n in failures)} !!!")
             raise Failed(f"messages {failures} did not verify (see the lines above)")
 
     def external(self):
@@ -394,6 +434,7 @@ domains = (
             deadline = time.monotonic() + self.args.every
             while time.monotonic() < deadline:
                 self.poll_keys()
+                self.others()
                 time.sleep(min(3, max(0.0, deadline - time.monotonic())))
             kind += 1
             self.check(self.await_delivery(self.send([kind % 5])))
@@ -493,7 +534,7 @@ def main():
     except Stop as e:
         say(f"demo: --for {args.duration:g} s elapsed: stopping as on Ctrl-C" if str(e) == "SIGALRM"
             else f"demo: {e} received")
-        status = 130 if str(e) == "SIGINT" else 0
+        status = 0 if str(e) == "SIGALRM" else 128 + signal.Signals[str(e)].value
     except Failed as e:
         say(f"demo: FAILED: {e}")
         status = 1
