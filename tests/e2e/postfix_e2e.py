@@ -6,7 +6,7 @@ Everything runs on 127.0.0.1 on free ports and is started and stopped here:
   - dkimrotor (`rotate` once, then `run`), publishing its keys through contrib/hooks/nsupdate;
   - a private Postfix instance (own config, queue and data directories; the system's Postfix
     and port 25 are never touched), relaying everything to
-  - a mail sink (a small SMTP server in this script) that keeps every message it receives.
+  - a mail sink (mail_lab.SmtpSink) that keeps every message it receives.
 
 Checks:
   1. 300 messages From: user@example.test sent through Postfix all arrive, each with exactly
@@ -27,22 +27,22 @@ import re
 import shutil
 import signal
 import smtplib
-import socketserver
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from email.utils import formatdate
 
 import dkim
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from mail_lab import (free_ports, knot_serves, port_open, stop_postfix, tail, wait_for,  # noqa: E402
-                      write_knot, write_postfix_config)
+from mail_lab import (SmtpSink, free_ports, knot_serves, make_message, port_open, send_batch,  # noqa: E402
+                      stop_postfix, tail, wait_delivered, wait_for, write_knot,
+                      write_postfix_config)
 
 SKIP = 77
 DOMAIN = "example.test"
+SENDER = f"user@{DOMAIN}"
 
 passed = 0
 failed = 0
@@ -60,65 +60,6 @@ def check(ok, what):
 
 def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-# --- the mail sink ---------------------------------------------------------------------------
-class Sink(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, port):
-        self.messages = []
-        self.lock = threading.Lock()
-        super().__init__(("127.0.0.1", port), SinkHandler)
-
-    def count(self):
-        with self.lock:
-            return len(self.messages)
-
-    def snapshot(self):
-        with self.lock:
-            return list(self.messages)
-
-
-class SinkHandler(socketserver.StreamRequestHandler):
-    def reply(self, text):
-        self.wfile.write(text.encode() + b"\r\n")
-        self.wfile.flush()
-
-    def handle(self):
-        self.reply("220 sink.test ESMTP e2e sink")
-        while True:
-            line = self.rfile.readline()
-            if not line:
-                return
-            verb = line.strip().upper().split(b" ")[0]
-            if verb == b"EHLO":
-                self.reply("250-sink.test\r\n250 8BITMIME")
-            elif verb == b"HELO":
-                self.reply("250 sink.test")
-            elif verb in (b"MAIL", b"RCPT", b"RSET", b"NOOP"):
-                self.reply("250 2.0.0 ok")
-            elif verb == b"DATA":
-                self.reply("354 go ahead")
-                lines = []
-                while True:
-                    l = self.rfile.readline()
-                    if not l:
-                        return
-                    if l in (b".\r\n", b".\n"):
-                        break
-                    if l.startswith(b"."):
-                        l = l[1:]
-                    lines.append(l)
-                with self.server.lock:
-                    self.server.messages.append(b"".join(lines))
-                self.reply("250 2.0.0 stored")
-            elif verb == b"QUIT":
-                self.reply("221 bye")
-                return
-            else:
-                self.reply("502 5.5.2 not implemented")
 
 
 # --- DKIM checks -----------------------------------------------------------------------------
@@ -157,11 +98,6 @@ def headers(msg, name):
     return out
 
 
-def message_id(msg):
-    ids = headers(msg, b"Message-ID")
-    return ids[0] if ids else None
-
-
 def examine(msg, dns):
     """(number of DKIM-Signatures, selector or None, verified?)"""
     sigs = headers(msg, b"DKIM-Signature")
@@ -176,19 +112,6 @@ def examine(msg, dns):
         print(f"  dkimpy error: {e}", flush=True)
         ok = False
     return 1, sel, ok
-
-
-def make_message(tag, n):
-    mid = f"<{tag}.{n}.{os.getpid()}@{DOMAIN}>"
-    body = "".join(f"Line {i} of message {tag}.{n}.\r\n" for i in range(5))
-    return mid, (f"From: User <user@{DOMAIN}>\r\n"
-                 f"To: Someone <someone@example.net>\r\n"
-                 f"Subject: e2e {tag} {n}\r\n"
-                 f"Date: {formatdate(localtime=False)}\r\n"
-                 f"Message-ID: {mid}\r\n"
-                 f"MIME-Version: 1.0\r\n"
-                 f"Content-Type: text/plain; charset=us-ascii\r\n"
-                 f"\r\n{body}")
 
 
 # --- the test --------------------------------------------------------------------------------
@@ -317,14 +240,12 @@ domains = (
 
     # sink ---------------------------------------------------------------------------------
     def start_sink(self):
-        self.sink = Sink(self.sink_port)
-        threading.Thread(target=self.sink.serve_forever, daemon=True).start()
+        self.sink = SmtpSink(self.sink_port)
 
     def cleanup(self):
         self.stop_postfix()
         if self.sink:
-            self.sink.shutdown()
-            self.sink.server_close()
+            self.sink.close()
         for p in reversed(self.procs):
             if p.poll() is None:
                 p.terminate()
@@ -343,38 +264,6 @@ domains = (
         print(tail(self.pf_log), end="")
         print(f"--- tail of {self.dr_log}")
         print(tail(self.dr_log), end="", flush=True)
-
-
-def send_batch(port, messages, source=None):
-    """Sends (mid, text) pairs over one connection; returns the list of errors."""
-    errors = []
-    kw = {"source_address": (source, 0)} if source else {}
-    with smtplib.SMTP("127.0.0.1", port, timeout=30, **kw) as s:
-        s.ehlo("client.e2e.test")
-        for mid, text in messages:
-            try:
-                refused = s.sendmail(f"user@{DOMAIN}", ["someone@example.net"], text)
-                if refused:
-                    errors.append(f"{mid}: refused {refused}")
-            except smtplib.SMTPException as e:
-                errors.append(f"{mid}: {e}")
-                s.rset()
-    return errors
-
-
-def wait_delivered(env, mids, timeout):
-    """Waits until every Message-ID in mids is in the sink; returns {mid: [messages]}."""
-    mids = set(mids)
-
-    def found():
-        got = {}
-        for m in env.sink.snapshot():
-            i = message_id(m)
-            if i in mids:
-                got.setdefault(i, []).append(m)
-        return got
-    wait_for(lambda: len(found()) >= len(mids), timeout, 0.25)
-    return found()
 
 
 def verify_all(env, got, label):
@@ -432,11 +321,11 @@ def verify_with_mail_dkim(env, got, label):
 
 def test_basic(env):
     n = 300
-    msgs = [make_message("basic", i) for i in range(n)]
+    msgs = [make_message(DOMAIN, "basic", i) for i in range(n)]
     t0 = time.monotonic()
-    errors = send_batch(env.smtp_port, msgs)
+    errors = send_batch(env.smtp_port, msgs, SENDER, timeout=30)
     check(not errors, f"basic: {len(errors)} of {n} sends failed: {errors[:3]}")
-    got = wait_delivered(env, [m for m, _ in msgs], 60)
+    got = wait_delivered(env.sink, [m for m, _ in msgs], 60)
     log(f"basic: sent {n}, {len(got)} delivered in {time.monotonic() - t0:.1f} s")
     check(len(got) == n, f"basic: only {len(got)} of {n} messages reached the sink")
     check(all(len(v) == 1 for v in got.values()), "basic: some messages were delivered twice")
@@ -458,10 +347,10 @@ def test_reload(env):
             with smtplib.SMTP("127.0.0.1", env.smtp_port, timeout=30) as s:
                 s.ehlo("client.e2e.test")
                 while not stop.is_set():
-                    mid, text = make_message(f"reload{k}", i)
+                    mid, text = make_message(DOMAIN, f"reload{k}", i)
                     i += 1
                     try:
-                        refused = s.sendmail(f"user@{DOMAIN}", ["someone@example.net"], text)
+                        refused = s.sendmail(SENDER, ["someone@example.net"], text)
                         with lock:
                             if refused:
                                 errors.append(f"{mid}: refused {refused}")
@@ -505,7 +394,7 @@ def test_reload(env):
     dlog = open(env.dr_log, errors="replace").read()
     check("no_such_setting" in dlog,
           "reload: dkimrotor's log does not mention the broken config's unknown setting")
-    got = wait_delivered(env, accepted, 90)
+    got = wait_delivered(env.sink, accepted, 90)
     check(len(got) == len(accepted),
           f"reload: {len(accepted) - len(got)} of {len(accepted)} accepted messages "
           "did not reach the sink")
@@ -519,10 +408,10 @@ def test_reload(env):
 
 
 def test_external(env):
-    mid, text = make_message("external", 0)
-    errors = send_batch(env.smtp_port, [(mid, text)], source="127.0.0.2")
+    mid, text = make_message(DOMAIN, "external", 0)
+    errors = send_batch(env.smtp_port, [(mid, text)], SENDER, source="127.0.0.2", timeout=30)
     check(not errors, f"external: send from 127.0.0.2 failed: {errors}")
-    got = wait_delivered(env, [mid], 30)
+    got = wait_delivered(env.sink, [mid], 30)
     if check(mid in got, "external: the message from 127.0.0.2 did not reach the sink"):
         n = len(headers(got[mid][0], b"DKIM-Signature"))
         check(n == 0, f"external: the message from 127.0.0.2 (outside internal_hosts) "

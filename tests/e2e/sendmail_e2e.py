@@ -41,15 +41,15 @@ import sys
 import tempfile
 import threading
 import time
-from email.utils import formatdate
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from dkim_lab import Checks, log, signatures, verify as verify_mail  # noqa: E402
-from mail_lab import (SmtpSink, free_ports, knot_serves, port_open, tail, wait_for,  # noqa: E402
-                      write_knot)
+from mail_lab import (SmtpSink, free_ports, knot_serves, make_message, port_open, send_batch,  # noqa: E402
+                      tail, wait_delivered, wait_for, write_knot)
 
 SKIP = 77
 DOMAIN = "example.test"
+SENDER = f"user@{DOMAIN}"
 HOSTNAME = "mta.test"
 # What `apt-get download` fetches first; libraries that ldd then finds missing are added from
 # LIBRARIES (sendmail-bin's Depends, by soname).
@@ -377,56 +377,6 @@ domains = (
 
 
 # --- mail ---------------------------------------------------------------------------------
-def make_message(tag, n):
-    mid = f"<{tag}.{n}.{os.getpid()}@{DOMAIN}>"
-    body = "".join(f"Line {i} of message {tag}.{n}.\r\n" for i in range(5))
-    return mid, (f"From: User <user@{DOMAIN}>\r\n"
-                 f"To: Someone <someone@example.net>\r\n"
-                 f"Subject: sendmail e2e {tag} {n}\r\n"
-                 f"Date: {formatdate()}\r\n"
-                 f"Message-ID: {mid}\r\n"
-                 f"MIME-Version: 1.0\r\n"
-                 f"Content-Type: text/plain; charset=us-ascii\r\n"
-                 f"\r\n{body}")
-
-
-def send_batch(port, messages, source=None):
-    """Sends (mid, text) pairs over one SMTP connection; returns the errors."""
-    errors = []
-    kw = {"source_address": (source, 0)} if source else {}
-    with smtplib.SMTP("127.0.0.1", port, timeout=60, **kw) as s:
-        s.ehlo("client.e2e.test")
-        for mid, text in messages:
-            try:
-                refused = s.sendmail(f"user@{DOMAIN}", ["someone@example.net"], text)
-                if refused:
-                    errors.append(f"{mid}: refused {refused}")
-            except smtplib.SMTPException as e:
-                errors.append(f"{mid}: {e}")
-                s.rset()
-    return errors
-
-
-def message_id(msg):
-    m = re.search(rb"^Message-ID:[ \t]*(\S+)", msg, re.I | re.M)
-    return m.group(1).decode() if m else None
-
-
-def delivered(lab, mids, timeout):
-    """Waits until every Message-ID of `mids` is in the sink; returns {mid: [messages]}."""
-    mids = set(mids)
-
-    def found():
-        got = {}
-        for m in lab.sink.messages():
-            i = message_id(m)
-            if i in mids:
-                got.setdefault(i, []).append(m)
-        return got
-    wait_for(lambda: len(found()) >= len(mids), timeout, 0.25)
-    return found()
-
-
 def queue_id(msg):
     """Sendmail's queue id from the Received field it added (`id 5B3...`), or None."""
     m = re.search(rb"^Received:([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)", msg, re.I | re.M)
@@ -452,11 +402,12 @@ def verify(lab, label, got, want_selectors):
 
 def test_basic(lab, active):
     n = 60
-    msgs = [make_message("basic", i) for i in range(n)]
+    msgs = [make_message(DOMAIN, "basic", i, "sendmail e2e") for i in range(n)]
     t0 = time.monotonic()
-    errors = send_batch(lab.smtp_port, msgs[:30]) + send_batch(lab.smtp_port, msgs[30:])
+    errors = (send_batch(lab.smtp_port, msgs[:30], SENDER)
+              + send_batch(lab.smtp_port, msgs[30:], SENDER))
     check(not errors, f"basic: {len(errors)} of {n} sends failed: {errors[:3]}")
-    got = delivered(lab, [m for m, _ in msgs], 60)
+    got = wait_delivered(lab.sink, [m for m, _ in msgs], 60)
     log(f"basic: sent {n}, {len(got)} delivered in {time.monotonic() - t0:.1f} s")
     check(len(got) == n, f"basic: only {len(got)} of {n} messages reached the sink")
     counts = verify(lab, "basic", got, set(active))
@@ -490,10 +441,10 @@ def test_reload(lab, active):
             with smtplib.SMTP("127.0.0.1", lab.smtp_port, timeout=60) as s:
                 s.ehlo("client.e2e.test")
                 while not stop.is_set():
-                    mid, text = make_message(f"reload{k}", i)
+                    mid, text = make_message(DOMAIN, f"reload{k}", i, "sendmail e2e")
                     i += 1
                     try:
-                        refused = s.sendmail(f"user@{DOMAIN}", ["someone@example.net"], text)
+                        refused = s.sendmail(SENDER, ["someone@example.net"], text)
                         with lock:
                             (errors if refused else accepted).append(mid)
                     except smtplib.SMTPException as e:
@@ -524,17 +475,17 @@ def test_reload(lab, active):
     check(not errors, f"reload: {len(errors)} SMTP errors: {errors[:3]}")
     check(len(accepted) >= 20, f"reload: only {len(accepted)} messages accepted under load")
     check(lab.daemon.poll() is None, "reload: dkimrotor exited during the reloads")
-    got = delivered(lab, accepted, 60)
+    got = wait_delivered(lab.sink, accepted, 60)
     check(len(got) == len(accepted), f"reload: {len(accepted) - len(got)} of {len(accepted)} "
           "accepted messages did not reach the sink")
     log(f"reload: selectors {verify(lab, 'reload', got, set(active))}")
 
 
 def test_external(lab):
-    mid, text = make_message("external", 0)
-    errors = send_batch(lab.smtp_port, [(mid, text)], source="127.0.0.2")
+    mid, text = make_message(DOMAIN, "external", 0, "sendmail e2e")
+    errors = send_batch(lab.smtp_port, [(mid, text)], SENDER, source="127.0.0.2")
     check(not errors, f"external: send from 127.0.0.2 failed: {errors}")
-    got = delivered(lab, [mid], 30)
+    got = wait_delivered(lab.sink, [mid], 30)
     if check(mid in got, "external: the message from 127.0.0.2 did not reach the sink"):
         n = len(signatures(got[mid][0]))
         check(n == 0, f"external: the message from 127.0.0.2 (outside internal_hosts) has {n} "
@@ -549,7 +500,7 @@ def test_added_fields(lab, active):
     subject = f"no date, no message-id {os.getpid()}"
     text = (f"From: User <user@{DOMAIN}>\r\nTo: Someone <someone@example.net>\r\n"
             f"Subject: {subject}\r\n\r\nSent without Date and Message-ID.\r\n")
-    errors = send_batch(lab.smtp_port, [("(no Message-ID)", text)])
+    errors = send_batch(lab.smtp_port, [("(no Message-ID)", text)], SENDER)
     check(not errors, f"added fields: send failed: {errors}")
 
     def found():

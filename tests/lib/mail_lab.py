@@ -9,11 +9,14 @@ Its processes are found by MAIL_CONFIG in their environment, so several instance
 system's own Postfix never get in each other's way.
 """
 import os
+import re
 import shutil
 import signal
+import smtplib
 import socket
 import subprocess
 import time
+from email.utils import formatdate
 
 
 def free_ports(n):
@@ -318,3 +321,58 @@ class SmtpSink:
     def close(self):
         self._server.shutdown()
         self._server.server_close()
+
+
+# --- test mail: made, sent over SMTP, found in a sink --------------------------------------
+def make_message(domain, tag, n, subject="e2e"):
+    """A plain message From: user@`domain`, its Message-ID unique to this process: (mid, text)."""
+    mid = f"<{tag}.{n}.{os.getpid()}@{domain}>"
+    body = "".join(f"Line {i} of message {tag}.{n}.\r\n" for i in range(5))
+    return mid, (f"From: User <user@{domain}>\r\n"
+                 f"To: Someone <someone@example.net>\r\n"
+                 f"Subject: {subject} {tag} {n}\r\n"
+                 f"Date: {formatdate()}\r\n"
+                 f"Message-ID: {mid}\r\n"
+                 f"MIME-Version: 1.0\r\n"
+                 f"Content-Type: text/plain; charset=us-ascii\r\n"
+                 f"\r\n{body}")
+
+
+def send_batch(port, messages, sender, source=None, timeout=60):
+    """Sends (mid, text) pairs from `sender` over one SMTP connection to 127.0.0.1:`port`
+    (from the address `source` if given); returns the errors, one line each."""
+    errors = []
+    kw = {"source_address": (source, 0)} if source else {}
+    with smtplib.SMTP("127.0.0.1", port, timeout=timeout, **kw) as s:
+        s.ehlo("client.e2e.test")
+        for mid, text in messages:
+            try:
+                refused = s.sendmail(sender, ["someone@example.net"], text)
+                if refused:
+                    errors.append(f"{mid}: refused {refused}")
+            except smtplib.SMTPException as e:
+                errors.append(f"{mid}: {e}")
+                s.rset()
+    return errors
+
+
+def message_id(msg):
+    """The first Message-ID of a raw message (bytes), unfolded, or None."""
+    m = re.search(rb"^Message-ID:((?:[^\r\n]*)(?:\r?\n[ \t][^\r\n]*)*)", msg, re.I | re.M)
+    return re.sub(rb"\s+", b"", m.group(1)).decode(errors="replace") if m else None
+
+
+def wait_delivered(sink, mids, timeout):
+    """Waits until every Message-ID of `mids` is in `sink` (an SmtpSink); returns
+    {mid: [messages]}, with what arrived by then."""
+    mids = set(mids)
+
+    def found():
+        got = {}
+        for m in sink.messages():
+            i = message_id(m)
+            if i in mids:
+                got.setdefault(i, []).append(m)
+        return got
+    wait_for(lambda: len(found()) >= len(mids), timeout, 0.25)
+    return found()
