@@ -47,7 +47,7 @@ from email.utils import formatdate
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                 "tests", "lib"))
 from dkim_lab import dkimpy_dnsfunc, signatures  # noqa: E402
-from mail_lab import (SmtpSink, knot_serves, port_open, postfix_pids, stop_postfix,  # noqa: E402
+from mail_lab import (SmtpSink, knot_serves, port_open, postfix_pids, stop_postfix, stop_process,  # noqa: E402
                       tail, wait_for, write_knot, write_postfix_config)
 
 ZONE = "dkimrotor.test"
@@ -474,14 +474,8 @@ domains = (
         if self.pf_conf and os.path.isdir(self.pf_conf):
             stop_postfix(self.pf_conf)
         for name, p in reversed(self.procs):
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(30)
-                except subprocess.TimeoutExpired:
-                    say(f"demo: {name} did not stop in 30 s: SIGKILL")
-                    p.kill()
-                    p.wait()
+            if not stop_process(p, 30):
+                say(f"demo: {name} did not stop in 30 s: killed with SIGKILL")
         if self.sink:
             self.sink.close()
         for pid in self.ours():

@@ -26,7 +26,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from mail_lab import free_ports, knot_serves, tail, wait_for, write_knot  # noqa: E402
+from mail_lab import free_ports, knot_serves, stop_process, tail, wait_for, write_knot  # noqa: E402
 
 SKIP = 77
 ZONE = "example.test"
@@ -214,13 +214,7 @@ def main():
     except Exception as e:
         check(False, f"{type(e).__name__}: {e}")
     finally:
-        if knot and knot.poll() is None:
-            knot.terminate()
-            try:
-                knot.wait(10)
-            except subprocess.TimeoutExpired:
-                knot.kill()
-                knot.wait()
+        stop_process(knot)
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{passed} passed, {failed} failed", flush=True)
     return 1 if failed else 0

@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,8 +36,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from dkim_lab import Checks, dns_answer, log, send, txt_values, verify  # noqa: E402
-from mail_lab import (free_ports, knot_serves, port_open, tail, unbound_serves,  # noqa: E402
-                      wait_for, write_knot, write_unbound)
+from mail_lab import (free_ports, knot_serves, port_open, stop_process, tail,  # noqa: E402
+                      unbound_serves, wait_for, write_knot, write_unbound)
 
 SKIP = 77
 DOMAIN = "customer.test"
@@ -155,13 +154,7 @@ domains = (
 
     def cleanup(self):
         for p in reversed(self.procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            stop_process(p, 15)
         if self.args.keep:
             log(f"kept {self.tmp}")
         else:

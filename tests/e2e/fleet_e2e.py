@@ -29,7 +29,6 @@ import base64
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from dkim_lab import Checks, dns_answer, log, signatures, tempfail, txt_values  # noqa: E402
 from dkim_lab import send as send_mail, verify as verify_mail  # noqa: E402
-from mail_lab import free_ports, knot_serves, port_open, tail, wait_for, write_knot  # noqa: E402
+from mail_lab import (free_ports, knot_serves, port_open, stop_process, tail,  # noqa: E402
+                      wait_for, write_knot)
 
 SKIP = 77
 DOMAIN = "example.test"
@@ -127,13 +127,7 @@ domains = (
             return ""
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 15)
 
 
 class Lab:
@@ -173,13 +167,7 @@ class Lab:
         for d in self.daemons:
             d.stop()
         for p in reversed(self.procs):
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            stop_process(p)
         if self.args.keep:
             log(f"kept {self.tmp}")
         else:

@@ -30,7 +30,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from dkim_lab import Checks, dns_answer, log, send, verify  # noqa: E402
-from mail_lab import free_ports, knot_serves, port_open, tail, wait_for, write_knot  # noqa: E402
+from mail_lab import (free_ports, knot_serves, port_open, stop_process, tail,  # noqa: E402
+                      wait_for, write_knot)
 
 SKIP = 77
 checks = Checks()
@@ -157,13 +157,7 @@ InternalHosts		refile:{od}/TrustedHosts
 
     def cleanup(self):
         for p in reversed(self.procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            stop_process(p, 15)
         if self.args.keep:
             log(f"kept {self.tmp}")
         else:

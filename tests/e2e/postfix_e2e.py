@@ -37,8 +37,8 @@ import dkim
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from mail_lab import (SmtpSink, free_ports, knot_serves, make_message, port_open, send_batch,  # noqa: E402
-                      stop_postfix, tail, wait_delivered, wait_for, write_knot,
-                      write_postfix_config)
+                      stop_postfix, stop_process, tail, wait_delivered, wait_for,
+                      write_knot, write_postfix_config)
 
 SKIP = 77
 DOMAIN = "example.test"
@@ -247,13 +247,7 @@ domains = (
         if self.sink:
             self.sink.close()
         for p in reversed(self.procs):
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            stop_process(p)
         if not self.args.keep:
             shutil.rmtree(self.tmp, ignore_errors=True)
         else:

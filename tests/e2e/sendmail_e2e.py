@@ -45,7 +45,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from dkim_lab import Checks, log, signatures, verify as verify_mail  # noqa: E402
 from mail_lab import (SmtpSink, free_ports, knot_serves, make_message, port_open, send_batch,  # noqa: E402
-                      tail, wait_delivered, wait_for, write_knot)
+                      stop_process, tail, wait_delivered, wait_for, write_knot)
 
 SKIP = 77
 DOMAIN = "example.test"
@@ -212,13 +212,7 @@ MAILER(`smtp')dnl
     def stop(self):
         if not self.proc:
             return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         # Delivery children outlive the daemon for a moment; the namespace ends with the last.
         if self.ns:
             for pid in pids_in_ns(self.ns):
@@ -356,13 +350,7 @@ domains = (
         if self.sink:
             self.sink.close()
         for p in reversed(self.procs):
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            stop_process(p)
         if self.args.keep:
             log(f"kept {self.tmp}")
         else:

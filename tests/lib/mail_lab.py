@@ -257,6 +257,21 @@ def stop_postfix(conf):
             pass
 
 
+
+def stop_process(p, timeout=10):
+    """Stops a child (subprocess.Popen) still running: SIGTERM, then SIGKILL after `timeout`
+    seconds. Returns False when it had to be killed."""
+    if p is None or p.poll() is not None:
+        return True
+    p.terminate()
+    try:
+        p.wait(timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        return False
+
 class SmtpSink:
     """A mail sink on 127.0.0.1:`port`, served by a thread: answers any SMTP transaction with
     success and keeps each message exactly as it came after DATA (dot-unstuffed, line endings

@@ -47,7 +47,7 @@ from email.utils import formatdate
 SKIP = 77
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
-from mail_lab import free_ports, port_open, tail, wait_for  # noqa: E402
+from mail_lab import free_ports, port_open, stop_process, tail, wait_for  # noqa: E402
 
 SCHEMA = "/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql"
 HOOK_PREFIX = "dkimrotor lexicon hook: "
@@ -300,13 +300,7 @@ socket-dir={folder}
             self.proxy.shutdown()
             self.proxy.server_close()
         for p in reversed(self.procs):
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            stop_process(p)
         if not self.args.keep:
             shutil.rmtree(self.tmp, ignore_errors=True)
         else:
