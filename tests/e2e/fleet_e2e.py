@@ -36,7 +36,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from dkim_lab import Checks, dns_answer, log, signatures, tempfail, txt_values  # noqa: E402
+from dkim_lab import (Checks, dns_answer, log, run_lab,  # noqa: E402
+                      signatures, tempfail, txt_values)
 from dkim_lab import send as send_mail, verify as verify_mail  # noqa: E402
 from mail_lab import (free_ports, knot_serves, port_open, stop_process, tail,  # noqa: E402
                       wait_for, write_knot)
@@ -364,35 +365,8 @@ def main():
     args.dkimrotor = os.path.abspath(args.dkimrotor)
     args.source = os.path.abspath(args.source)
     args.hook = os.path.abspath(args.hook or os.path.join(args.source, "contrib/hooks/nsupdate"))
-    if os.geteuid() != 0:
-        print("SKIP: the fleet test needs root (the hooks it runs must belong to root)")
-        return SKIP
-    missing = [p for p in ("knotd", "kdig", "knsupdate", "perl") if not shutil.which(p)
-               and not os.path.exists(f"/usr/sbin/{p}")]
-    try:
-        import dkim  # noqa: F401
-    except ImportError:
-        missing.append("python3-dkim")
-    if missing:
-        print(f"FAIL: missing {', '.join(missing)}: run scripts/install-deps")
-        print("0 passed, 1 failed")
-        return 1
-    t0 = time.monotonic()
-    lab = Lab(args)
-    try:
-        run(lab)
-    except Exception as e:
-        check(False, f"{type(e).__name__}: {e}")
-    finally:
-        try:
-            if check.failed:
-                lab.diagnostics()
-        finally:
-            lab.cleanup()
-    log(f"done in {time.monotonic() - t0:.1f} s")
-    print(check.summary(), flush=True)
-    return 1 if check.failed else 0
-
+    return run_lab(check, "the fleet test needs root (the hooks it runs must belong to root)",
+                   ("knotd", "kdig", "knsupdate", "perl"), lambda: Lab(args), run)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -33,10 +33,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from dkim_lab import Checks, dns_answer, log, send, verify  # noqa: E402
+from dkim_lab import Checks, dns_answer, log, run_lab, send, verify  # noqa: E402
 from mail_lab import (free_ports, knot_serves, port_open, stop_process, tail,  # noqa: E402
                       wait_for, write_knot)
 
@@ -155,6 +154,10 @@ InternalHosts		refile:{od}/TrustedHosts
         return {k.get("selector"): k.get("state") for d in data.get("domains", [])
                 for k in d.get("keys", [])}
 
+    def diagnostics(self):
+        if self.daemon:
+            print(f"--- tail of {self.daemon_log}\n" + tail(self.daemon_log, 30), end="")
+
     def cleanup(self):
         for p in reversed(self.procs):
             stop_process(p, 15)
@@ -247,35 +250,8 @@ def main():
     args = ap.parse_args()
     args.dkimrotor = os.path.abspath(args.dkimrotor)
     args.source = os.path.abspath(args.source)
-    if os.geteuid() != 0:
-        print("SKIP: the migration test needs root")
-        return SKIP
-    missing = [p for p in ("knotd", "kdig", "perl", "opendkim-genkey", "openssl")
-               if not shutil.which(p) and not os.path.exists(f"/usr/sbin/{p}")]
-    try:
-        import dkim  # noqa: F401
-    except ImportError:
-        missing.append("python3-dkim")
-    if missing:
-        print(f"FAIL: missing {', '.join(missing)}: run scripts/install-deps")
-        print("0 passed, 1 failed")
-        return 1
-    t0 = time.monotonic()
-    lab = Lab(args)
-    try:
-        run(lab)
-    except Exception as e:
-        checks(False, f"{type(e).__name__}: {e}")
-    finally:
-        try:
-            if checks.failed and lab.daemon:
-                print(f"--- tail of {lab.daemon_log}\n" + tail(lab.daemon_log, 30), end="")
-        finally:
-            lab.cleanup()
-    log(f"done in {time.monotonic() - t0:.1f} s")
-    print(checks.summary(), flush=True)
-    return 1 if checks.failed else 0
-
+    return run_lab(checks, "the migration test needs root",
+                   ("knotd", "kdig", "perl", "opendkim-genkey", "openssl"), lambda: Lab(args), run)
 
 if __name__ == "__main__":
     sys.exit(main())

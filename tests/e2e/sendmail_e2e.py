@@ -43,7 +43,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from dkim_lab import Checks, log, signatures, verify as verify_mail  # noqa: E402
+from dkim_lab import Checks, log, run_lab, signatures, verify as verify_mail  # noqa: E402
 from mail_lab import (SmtpSink, free_ports, knot_serves, make_message, port_open, send_batch,  # noqa: E402
                       stop_process, tail, wait_delivered, wait_for, write_knot)
 
@@ -503,6 +503,18 @@ def test_added_fields(lab, active):
                     [(b"a", m, b"")], DOMAIN, lambda s: s in set(active))
 
 
+def run(lab):
+    lab.start_knot()
+    lab.start_dkimrotor()
+    active = lab.active()
+    lab.start_sendmail()
+    test_basic(lab, active)
+    test_reload(lab, active)
+    test_external(lab)
+    test_added_fields(lab, active)
+    check(lab.daemon.poll() is None, f"dkimrotor exited ({lab.daemon.returncode})")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dkimrotor", required=True)
@@ -517,43 +529,9 @@ def main():
     args.source = os.path.abspath(args.source)
     args.cache = os.path.abspath(args.cache or os.path.join(os.path.dirname(args.dkimrotor),
                                                             "sendmail-debs"))
-    if os.geteuid() != 0:
-        print("SKIP: the Sendmail end-to-end test needs root (namespaces, Sendmail)")
-        return SKIP
-    missing = [p for p in ("knotd", "kdig", "knsupdate", "perl", "unshare", "apt-get", "dpkg",
-                           "ldd") if not shutil.which(p) and not os.path.exists(f"/usr/sbin/{p}")]
-    try:
-        import dkim  # noqa: F401
-    except ImportError:
-        missing.append("python3-dkim")
-    if missing:
-        print(f"FAIL: missing {', '.join(missing)}: run scripts/install-deps")
-        print("0 passed, 1 failed")
-        return 1
-    t0 = time.monotonic()
-    lab = Lab(args)
-    try:
-        lab.start_knot()
-        lab.start_dkimrotor()
-        active = lab.active()
-        lab.start_sendmail()
-        test_basic(lab, active)
-        test_reload(lab, active)
-        test_external(lab)
-        test_added_fields(lab, active)
-        check(lab.daemon.poll() is None, f"dkimrotor exited ({lab.daemon.returncode})")
-    except Exception as e:
-        check(False, f"{type(e).__name__}: {e}")
-    finally:
-        try:
-            if check.failed:
-                lab.diagnostics()
-        finally:
-            lab.cleanup()
-    log(f"done in {time.monotonic() - t0:.1f} s")
-    print(check.summary(), flush=True)
-    return 1 if check.failed else 0
-
+    return run_lab(check, "the Sendmail end-to-end test needs root (namespaces, Sendmail)",
+                   ("knotd", "kdig", "knsupdate", "perl", "unshare", "apt-get", "dpkg", "ldd"),
+                   lambda: Lab(args), run)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,11 +1,12 @@
 """Shared by the end-to-end tests that run `dkimrotor run` daemons against a private DNS
-server (tests/e2e/fleet_e2e.py, tests/e2e/delegation_e2e.py): checks counted as they pass or
+server (tests/e2e: fleet, delegation, sendmail, opendkim_migrate): their main(), checks counted as they pass or
 fail, DNS answers read with kdig, mail sent through a daemon's milter as Postfix would, and
 every signature verified by the two independent verifiers, dkimpy and Perl's Mail::DKIM, both
 asking a real DNS server (the private Knot, or a private Unbound in front of it).
 """
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -35,6 +36,41 @@ class Checks:
 
 def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def run_lab(checks, skip_unless_root, tools, make_lab, run):
+    """An end-to-end test's main() after its arguments: exits 77 (skipped) with the message
+    `skip_unless_root` when not root, fails when one of `tools` (on PATH or in /usr/sbin) or
+    dkimpy is missing, then runs `run(lab)` on `make_lab()`. An exception counts as a failed
+    check; after a failure the lab's diagnostics() print; its cleanup() always runs. Returns
+    the exit status and prints the checks' summary."""
+    if os.geteuid() != 0:
+        print(f"SKIP: {skip_unless_root}")
+        return 77
+    missing = [p for p in tools if not shutil.which(p) and not os.path.exists(f"/usr/sbin/{p}")]
+    try:
+        import dkim  # noqa: F401
+    except ImportError:
+        missing.append("python3-dkim")
+    if missing:
+        print(f"FAIL: missing {', '.join(missing)}: run scripts/install-deps")
+        print("0 passed, 1 failed")
+        return 1
+    t0 = time.monotonic()
+    lab = make_lab()
+    try:
+        run(lab)
+    except Exception as e:
+        checks(False, f"{type(e).__name__}: {e}")
+    finally:
+        try:
+            if checks.failed:
+                lab.diagnostics()
+        finally:
+            lab.cleanup()
+    log(f"done in {time.monotonic() - t0:.1f} s")
+    print(checks.summary(), flush=True)
+    return 1 if checks.failed else 0
 
 
 def dns_answer(port, name, rtype="TXT"):
