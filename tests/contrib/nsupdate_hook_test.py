@@ -27,23 +27,14 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from dkim_lab import Checks  # noqa: E402
 from mail_lab import free_ports, knot_serves, stop_process, tail, wait_for, write_knot  # noqa: E402
 
 SKIP = 77
 ZONE = "example.test"
 DELEGATED = "dkim.provider.test"  # a CNAME delegation target zone, served by the same Knot
 
-passed = failed = 0
-
-
-def check(ok, what):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL: {what}", flush=True)
-    return ok
+check = Checks()
 
 
 class Lab:
@@ -219,8 +210,8 @@ def main():
     finally:
         stop_process(knot)
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed", flush=True)
-    return 1 if failed else 0
+    print(check.summary(), flush=True)
+    return 1 if check.failed else 0
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ import time
 import dkim
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from dkim_lab import Checks, log  # noqa: E402
 from mail_lab import (SmtpSink, free_ports, knot_serves, make_message, port_open, send_batch,  # noqa: E402
                       stop_postfix, stop_process, tail, wait_delivered, wait_for,
                       write_knot, write_postfix_config)
@@ -44,22 +45,7 @@ SKIP = 77
 DOMAIN = "example.test"
 SENDER = f"user@{DOMAIN}"
 
-passed = 0
-failed = 0
-
-
-def check(ok, what):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL: {what}", flush=True)
-    return ok
-
-
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+check = Checks()
 
 
 # --- DKIM checks -----------------------------------------------------------------------------
@@ -447,12 +433,12 @@ def main():
     except Exception as e:
         check(False, f"{type(e).__name__}: {e}")
     finally:
-        if failed:
+        if check.failed:
             env.diagnostics()
         env.cleanup()
     log(f"done in {time.monotonic() - t0:.1f} s")
-    print(f"{passed} passed, {failed} failed", flush=True)
-    return 1 if failed else 0
+    print(check.summary(), flush=True)
+    return 1 if check.failed else 0
 
 
 if __name__ == "__main__":

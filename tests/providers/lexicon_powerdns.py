@@ -47,28 +47,14 @@ from email.utils import formatdate
 SKIP = 77
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+from dkim_lab import Checks, log  # noqa: E402
 from mail_lab import free_ports, port_open, stop_process, tail, wait_for  # noqa: E402
 
 SCHEMA = "/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql"
 HOOK_PREFIX = "dkimrotor lexicon hook: "
 SLOTS = ("k1", "k2", "k3")
 
-passed = 0
-failed = 0
-
-
-def check(ok, what):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL: {what}", flush=True)
-    return ok
-
-
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+check = Checks()
 
 
 def missing_requirements():
@@ -703,14 +689,14 @@ def main():
     except Exception as e:
         check(False, f"{type(e).__name__}: {e}")
     finally:
-        if failed:
+        if check.failed:
             print(f"--- tail of {lab.dr_log}")
             print(tail(lab.dr_log), end="")
             print(f"--- tail of {lab.pdns_log}")
             print(tail(lab.pdns_log), end="", flush=True)
         lab.cleanup()
-    print(f"{passed} passed, {failed} failed ({time.monotonic() - started:.0f} s)")
-    return 1 if failed or not passed else 0
+    print(f"{check.summary()} ({time.monotonic() - started:.0f} s)")
+    return 1 if check.failed or not check.passed else 0
 
 
 if __name__ == "__main__":
