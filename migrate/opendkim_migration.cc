@@ -53,12 +53,6 @@ std::string LeaveOutKeyData(const std::string& line) {
 
 bool StartsWith(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
 
-std::string DirName(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  return slash == 0 ? "/" : path.substr(0, slash);
-}
-
 // Lines without comments ('#' to the end of the line, as opendkim.conf(5) and flat-file
 // datasets have it), CR and surrounding blanks; blank lines dropped. Each keeps its number.
 std::vector<std::pair<int, std::string>> ContentLines(const std::string& text) {
@@ -140,7 +134,7 @@ class Planner {
           Note(where + ": Include " + value + ": not read: OpenDKIM nests at most five levels");
           continue;
         }
-        const std::string included = StartsWith(value, "/") ? value : DirName(path) + "/" + value;
+        const std::string included = StartsWith(value, "/") ? value : util::FolderOf(path) + "/" + value;
         if (auto st = ReadConf(included, depth + 1); !st)
           Note(where + ": Include " + value + ": not read: " + st.error().message);
         continue;
@@ -154,7 +148,7 @@ class Planner {
   }
 
   void Plan() {
-    base_dir_ = DirName(plan_.source);
+    base_dir_ = util::FolderOf(plan_.source);
     if (auto* s = Take("basedirectory")) base_dir_ = s->value;
     Mode();
     Signing();

@@ -271,8 +271,7 @@ util::Status CheckUnixSocketPath(const std::string& path) {
   // mail the MTA sends) or with a link that our chmod and chown would follow. The sticky bit
   // keeps them from renaming or removing our entry, as in /tmp; a group-writable folder is
   // accepted, since sharing it with the MTA's group is the usual set-up.
-  const size_t slash = path.rfind('/');
-  const std::string folder = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  const std::string folder = util::FolderOf(path);
   struct stat st {};
   if (::stat(folder.c_str(), &st) != 0)
     return util::Err(util::ErrorCode::kIo, "cannot use milter socket " + path + ": folder " + folder + ": " +

@@ -85,8 +85,7 @@ Status WriteAll(int fd, std::string_view data, const std::string& path) {
 }
 
 Status FsyncFolderOf(const std::string& path) {
-  size_t slash = path.rfind('/');
-  std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  const std::string dir = FolderOf(path);
   Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (fd.get() < 0) return IoError("cannot open folder", dir, errno);
   if (::fsync(fd.get()) != 0) return IoError("cannot fsync folder", dir, errno);
@@ -94,6 +93,12 @@ Status FsyncFolderOf(const std::string& path) {
 }
 
 }  // namespace
+
+std::string FolderOf(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
 
 std::string ModeText(unsigned mode) {
   char text[8];

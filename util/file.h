@@ -17,6 +17,10 @@ Result<std::string> ReadFile(const std::string& path);
 // OpenDKIM's RequireSafeKeys does): such a key must be considered leaked.
 Result<std::string> ReadSecretFile(const std::string& path);
 
+// The folder a path names its file in: "/a/b" -> "/a", "/b" -> "/", "b" -> ".". No file
+// system access.
+std::string FolderOf(const std::string& path);
+
 // A file's permission bits as chmod takes them: "0640", "1777".
 std::string ModeText(unsigned mode);
 

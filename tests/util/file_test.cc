@@ -156,5 +156,12 @@ TEST_F(ReadSecretFileTest, DestroyFileRemovesAndToleratesAbsence) {
   EXPECT_TRUE(DestroyFile(path).has_value());  // already gone: nothing to do
 }
 
+TEST(FolderOf, NamesTheFolderOfAPath) {
+  EXPECT_EQ(FolderOf("/etc/opendkim/KeyTable"), "/etc/opendkim");
+  EXPECT_EQ(FolderOf("/opendkim.conf"), "/");
+  EXPECT_EQ(FolderOf("keys/a.private"), "keys");
+  EXPECT_EQ(FolderOf("a.private"), ".");
+}
+
 }  // namespace
 }  // namespace dkimrotor::util
