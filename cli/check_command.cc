@@ -411,7 +411,7 @@ int RunCheck(std::span<char*> argv) {
   auto keys = keystore::LoadState(c.config.keystore.directory);
   if (!keys) return fail(keys.error().message);
   c.keys = std::move(*keys);
-  c.now = std::chrono::time_point_cast<std::chrono::seconds>(keystore::Clock::now());
+  c.now = Now();
 
   auto checker = keystore::DnsChecker::Create(DnsOptionsFrom(c.config));
   if (!checker) return fail(checker.error().message);

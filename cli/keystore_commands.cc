@@ -72,10 +72,6 @@ bool HasHook(const conf::Config& c, const std::string& domain) {
   return false;
 }
 
-keystore::TimePoint Now() {
-  return std::chrono::time_point_cast<std::chrono::seconds>(keystore::Clock::now());
-}
-
 // Long enough for a command that waits for a rotation step in flight (a slow hook).
 constexpr std::chrono::seconds kDaemonTimeout{90};
 

@@ -69,18 +69,6 @@ std::string LoaderRefuses(const std::string& snippet) {
   return why;
 }
 
-std::string Quoted(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) out += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c);
-  return out + "\"";
-}
-
-std::string QuotedList(const std::vector<std::string>& items) {
-  std::string out = "[";
-  for (size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + Quoted(items[i]);
-  return out + "]";
-}
-
 // Drops from the plan each value the loader refuses, with a note naming it, so that one odd
 // value (OpenDKIM's "inet:8891@localhost" is fine, "localhost" as a signing domain is not)
 // costs that value, not the migration.
@@ -92,15 +80,15 @@ void DropWhatDoesNotLoad(migrate::MigrationPlan& plan, const std::string& stream
       field.reset();
     }
   };
-  if (plan.socket) check(plan.socket, "milter: { socket = " + Quoted(*plan.socket) + "; };", "Socket " + *plan.socket);
-  if (plan.user) check(plan.user, "milter: { user = " + Quoted(*plan.user) + "; };", "UserID " + *plan.user);
-  if (plan.group) check(plan.group, "milter: { group = " + Quoted(*plan.group) + "; };", "UserID group " + *plan.group);
-  if (plan.headers) check(plan.headers, "signing: { headers = " + QuotedList(*plan.headers) + "; };", "SignHeaders");
-  if (plan.oversign) check(plan.oversign, "signing: { oversign = " + QuotedList(*plan.oversign) + "; };", "OversignHeaders");
-  if (plan.resolvers) check(plan.resolvers, "dns: { resolvers = " + QuotedList(*plan.resolvers) + "; };", "Nameservers");
+  if (plan.socket) check(plan.socket, "milter: { socket = " + migrate::LibconfigString(*plan.socket) + "; };", "Socket " + *plan.socket);
+  if (plan.user) check(plan.user, "milter: { user = " + migrate::LibconfigString(*plan.user) + "; };", "UserID " + *plan.user);
+  if (plan.group) check(plan.group, "milter: { group = " + migrate::LibconfigString(*plan.group) + "; };", "UserID group " + *plan.group);
+  if (plan.headers) check(plan.headers, "signing: { headers = " + migrate::LibconfigList(*plan.headers) + "; };", "SignHeaders");
+  if (plan.oversign) check(plan.oversign, "signing: { oversign = " + migrate::LibconfigList(*plan.oversign) + "; };", "OversignHeaders");
+  if (plan.resolvers) check(plan.resolvers, "dns: { resolvers = " + migrate::LibconfigList(*plan.resolvers) + "; };", "Nameservers");
   std::vector<migrate::DomainPlan> kept;
   for (auto& d : plan.domains) {
-    const std::string why = LoaderRefuses("domains = ({ domain = " + Quoted(d.domain) + "; stream = " + Quoted(stream) + "; });");
+    const std::string why = LoaderRefuses("domains = ({ domain = " + migrate::LibconfigString(d.domain) + "; stream = " + migrate::LibconfigString(stream) + "; });");
     if (why.empty()) {
       kept.push_back(std::move(d));
       continue;
@@ -111,10 +99,6 @@ void DropWhatDoesNotLoad(migrate::MigrationPlan& plan, const std::string& stream
                          (selectors.empty() ? "none" : selectors) + ") not imported: " + why);
   }
   plan.domains = std::move(kept);
-}
-
-keystore::TimePoint Now() {
-  return std::chrono::time_point_cast<std::chrono::seconds>(keystore::Clock::now());
 }
 
 }  // namespace
@@ -144,7 +128,7 @@ int RunMigrate(std::span<char*> argv) {
   auto plan = migrate::PlanMigration(*from);
   if (!plan) return Fail(plan.error().message);
   const std::string stream = args.Get("--stream").value_or(DefaultStream());
-  if (std::string why = LoaderRefuses("domains = ({ domain = \"example.com\"; stream = " + Quoted(stream) + "; });");
+  if (std::string why = LoaderRefuses("domains = ({ domain = \"example.com\"; stream = " + migrate::LibconfigString(stream) + "; });");
       !why.empty())
     return usage("--stream " + stream + ": " + why);
   DropWhatDoesNotLoad(*plan, stream);

@@ -5,6 +5,10 @@
 #include "signer/header_selector.h"
 
 namespace dkimrotor::cli {
+keystore::TimePoint Now() {
+  return std::chrono::time_point_cast<std::chrono::seconds>(keystore::Clock::now());
+}
+
 util::Result<keystore::RotationOptions> RotationOptionsFrom(const conf::Config& config) {
   keystore::RotationOptions o;
   o.canonicalization = config.signing.canonicalization;

@@ -15,6 +15,9 @@
 
 namespace dkimrotor::cli {
 
+// The time the commands act at, in whole seconds as the keystore keeps it.
+keystore::TimePoint Now();
+
 util::Result<keystore::RotationOptions> RotationOptionsFrom(const conf::Config& config);
 keystore::KeystoreWorldOptions WorldOptionsFrom(const conf::Config& config);
 keystore::DnsCheckOptions DnsOptionsFrom(const conf::Config& config);

@@ -1,12 +1,11 @@
 #include "migrate/config_writer.h"
 
 #include <algorithm>
-#include <cstdio>
+
+#include "util/file.h"
 
 namespace dkimrotor::migrate {
-namespace {
-
-std::string Quote(const std::string& s) {
+std::string LibconfigString(const std::string& s) {
   std::string out = "\"";
   for (char c : s) {
     if (c == '"' || c == '\\') out += '\\';
@@ -15,19 +14,11 @@ std::string Quote(const std::string& s) {
   return out + "\"";
 }
 
-std::string List(const std::vector<std::string>& items) {
+std::string LibconfigList(const std::vector<std::string>& items) {
   std::string out = "[";
-  for (size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + Quote(items[i]);
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + LibconfigString(items[i]);
   return out + "]";
 }
-
-std::string Octal(unsigned mode) {
-  char buf[8];
-  std::snprintf(buf, sizeof buf, "%04o", mode);
-  return buf;
-}
-
-}  // namespace
 
 std::string RenderConfig(const MigrationPlan& plan, const RenderOptions& options) {
   std::string o;
@@ -36,30 +27,30 @@ std::string RenderConfig(const MigrationPlan& plan, const RenderOptions& options
   o += "# Check it with: dkimrotor check -c THIS_FILE\n\n";
 
   o += "milter:\n{\n";
-  if (plan.socket) o += "  socket = " + Quote(*plan.socket) + ";\n";
-  if (plan.user) o += "  user = " + Quote(*plan.user) + ";\n";
-  if (plan.group) o += "  group = " + Quote(*plan.group) + ";\n";
-  if (plan.socket_mode) o += "  socket_mode = " + Quote(Octal(*plan.socket_mode)) + ";  # from UMask\n";
-  if (plan.on_error) o += "  on_error = " + Quote(*plan.on_error) + ";\n";
+  if (plan.socket) o += "  socket = " + LibconfigString(*plan.socket) + ";\n";
+  if (plan.user) o += "  user = " + LibconfigString(*plan.user) + ";\n";
+  if (plan.group) o += "  group = " + LibconfigString(*plan.group) + ";\n";
+  if (plan.socket_mode) o += "  socket_mode = " + LibconfigString(util::ModeText(*plan.socket_mode)) + ";  # from UMask\n";
+  if (plan.on_error) o += "  on_error = " + LibconfigString(*plan.on_error) + ";\n";
   o += "};\n\n";
 
   o += "signing:\n{\n";
   if (plan.internal_hosts) {
-    o += "  internal_hosts = " + List(*plan.internal_hosts) + ";\n";
+    o += "  internal_hosts = " + LibconfigList(*plan.internal_hosts) + ";\n";
   } else {
     o += "  # InternalHosts was not set: OpenDKIM signed mail from 127.0.0.1.\n";
     o += "  internal_hosts = [\"127.0.0.1/32\", \"::1/128\"];\n";
   }
-  if (plan.canonicalization) o += "  canonicalization = " + Quote(*plan.canonicalization) + ";\n";
-  if (plan.headers) o += "  headers = " + List(*plan.headers) + ";\n";
-  if (plan.oversign) o += "  oversign = " + List(*plan.oversign) + ";\n";
+  if (plan.canonicalization) o += "  canonicalization = " + LibconfigString(*plan.canonicalization) + ";\n";
+  if (plan.headers) o += "  headers = " + LibconfigList(*plan.headers) + ";\n";
+  if (plan.oversign) o += "  oversign = " + LibconfigList(*plan.oversign) + ";\n";
   if (plan.signature_lifetime) o += "  signature_lifetime = \"" + std::to_string(*plan.signature_lifetime) + "s\";\n";
   o += "};\n\n";
 
-  o += "keystore:\n{\n  directory = " + Quote(options.keystore_directory) + ";\n};\n\n";
+  o += "keystore:\n{\n  directory = " + LibconfigString(options.keystore_directory) + ";\n};\n\n";
 
   o += "dns:\n{\n";
-  if (plan.resolvers) o += "  resolvers = " + List(*plan.resolvers) + ";\n";
+  if (plan.resolvers) o += "  resolvers = " + LibconfigList(*plan.resolvers) + ";\n";
   if (plan.dns_timeout) o += "  timeout = \"" + std::to_string(*plan.dns_timeout) + "s\";\n";
   o += "};\n\n";
 
@@ -72,8 +63,8 @@ std::string RenderConfig(const MigrationPlan& plan, const RenderOptions& options
   for (size_t i = 0; i < plan.domains.size(); ++i) {
     const DomainPlan& d = plan.domains[i];
     o += i ? ",\n" : "\n";
-    o += "  {\n    domain = " + Quote(d.domain) + ";\n";
-    o += "    stream = " + Quote(options.stream) + ";\n";
+    o += "  {\n    domain = " + LibconfigString(d.domain) + ";\n";
+    o += "    stream = " + LibconfigString(options.stream) + ";\n";
     std::vector<std::string> algorithms;
     // Each once, RSA first (kAlgorithms' order): receivers that know one algorithm know RSA.
     if (auto it = options.algorithms.find(d.domain); it != options.algorithms.end())
@@ -81,7 +72,7 @@ std::string RenderConfig(const MigrationPlan& plan, const RenderOptions& options
         if (std::find(it->second.begin(), it->second.end(), a) != it->second.end())
           algorithms.emplace_back(signer::AlgorithmName(a));
     if (algorithms.empty()) algorithms.emplace_back(signer::AlgorithmName(signer::Algorithm::kRsaSha256));
-    o += "    algorithms = " + List(algorithms) + ";\n";
+    o += "    algorithms = " + LibconfigList(algorithms) + ";\n";
     o += std::string("    subdomains = ") + (d.subdomains ? "true" : "false") + ";\n";
     if (!d.keys.empty()) {
       o += "    # from OpenDKIM:";

@@ -25,4 +25,8 @@ struct RenderOptions {
 
 std::string RenderConfig(const MigrationPlan& plan, const RenderOptions& options);
 
+// A libconfig string ("a\"b") and a list of them (["a", "b"]), as RenderConfig writes them.
+std::string LibconfigString(const std::string& s);
+std::string LibconfigList(const std::vector<std::string>& items);
+
 }  // namespace dkimrotor::migrate
