@@ -5,6 +5,7 @@
 #include "util/file.h"
 
 namespace dkimrotor::migrate {
+
 std::string LibconfigString(const std::string& s) {
   std::string out = "\"";
   for (char c : s) {
